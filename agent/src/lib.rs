@@ -1,0 +1,10 @@
+//! The agent runtime: an Amazon Bedrock AgentCore Runtime container that
+//! chats, and pays x402 sellers for images under a session budget.
+//!
+//! Data flows one way: request ([`server`]) -> session ([`session`]) -> tool
+//! loop ([`turn`]) -> tool ([`agent_tools`]) -> payment (`tools` crate) ->
+//! result -> session -> response, with progress as [`events::AgentEvent`]s.
+
+pub mod events;
+pub mod session;
+pub mod turn;

@@ -1,0 +1,50 @@
+//! Session state and where it lives.
+//!
+//! A session's state is an append-only list of [`Record`]s: conversation
+//! messages and payment-ledger entries. It is stored as AgentCore Memory
+//! events in AWS (`memory.rs`, one event per append, `clientToken` for
+//! idempotent writes, strictly increasing timestamps) and in an embedded
+//! store locally (`local.rs`), behind [`SessionStore`]. The newest state is
+//! read at the start of each turn; invocations of one session are serialised
+//! by the server, different sessions run in parallel and never share state.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// One stored item of a session, in append order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// A conversation message (Bedrock Converse message JSON shape:
+    /// `{"role": "user"|"assistant", "content": [...]}`), owned by `turn`.
+    Message { message: serde_json::Value },
+    /// A payment-ledger entry (quote, consent, prepared payment, receipt,
+    /// image...), owned by the money logic; opaque to the store.
+    Ledger { entry: serde_json::Value },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    #[error("session store data corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Durable, per-session, append-only storage.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Every record of the session, oldest first. Empty for a new session.
+    async fn load(&self, actor_id: &str, session_id: &str) -> Result<Vec<Record>, StoreError>;
+
+    /// Appends records atomically enough that a retry with the same
+    /// `idempotency_key` never stores them twice.
+    async fn append(
+        &self,
+        actor_id: &str,
+        session_id: &str,
+        records: &[Record],
+        idempotency_key: &str,
+    ) -> Result<(), StoreError>;
+}
