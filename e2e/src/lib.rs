@@ -1,0 +1,4 @@
+//! End-to-end support: the pieces the full-path tests, the chaos suite and
+//! the benchmarks share.
+
+pub mod fault_proxy;
