@@ -1,6 +1,6 @@
 //! DynamoDB for tests: moto.
 //!
-//! Uses the local stack's moto when `.local/stack.env` names one
+//! Uses the local stack's moto when `$STACK_ENV` (default `.local/stack.env`) names one
 //! (`AWS_ENDPOINT_URL`, written by `cargo xtask stack`); otherwise starts a
 //! private `moto_server` on a free loopback port (from `.venv/bin`, then PATH)
 //! and stops it when the test ends. Fails with a clear message if neither works.
@@ -35,7 +35,10 @@ fn workspace_root() -> PathBuf {
 }
 
 fn stack_endpoint() -> Option<String> {
-    let text = std::fs::read_to_string(workspace_root().join(".local/stack.env")).ok()?;
+    // `cargo xtask test` passes the file as STACK_ENV.
+    let file = std::env::var_os("STACK_ENV")
+        .map_or_else(|| workspace_root().join(".local/stack.env"), PathBuf::from);
+    let text = std::fs::read_to_string(file).ok()?;
     text.lines().find_map(|line| {
         let line = line.trim().strip_prefix("export ").unwrap_or(line.trim());
         let value = line.strip_prefix("AWS_ENDPOINT_URL=")?;
