@@ -1,0 +1,69 @@
+//! `cargo xtask <command>`: see `cargo xtask --help`.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use xtask::{
+    Paths, setup,
+    stack::{self, RunningStack, StackOptions},
+};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Project tasks: setup, the local stack, the test suite"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what this machine lacks (npm packages, the Python venv with moto).
+    Setup,
+    /// Run the local stack until Ctrl-C: Anvil + USDC, the x402 facilitator,
+    /// moto, the gateway and the agent. Writes `.local/stack.env` when ready.
+    Stack {
+        /// Do not build or start the gateway and the agent.
+        #[arg(long)]
+        no_app: bool,
+    },
+    /// What CI runs: setup, fmt, clippy, build, stack, cargo test, cdk tests.
+    Test,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let paths = Paths::discover();
+    match cli.command {
+        Cmd::Setup => setup::run(&paths).await,
+        Cmd::Stack { no_app } => run_stack(&paths, no_app).await,
+        Cmd::Test => {
+            tokio::select! {
+                r = xtask::test::run(&paths) => r,
+                () = stack::shutdown_signal() => {
+                    // Dropping the test future kills its children and the stack.
+                    anyhow::bail!("interrupted")
+                }
+            }
+        }
+    }
+}
+
+async fn run_stack(paths: &Paths, no_app: bool) -> Result<()> {
+    setup::run(paths).await?;
+    let opts = StackOptions {
+        apps: !no_app,
+        ..StackOptions::from_env()?
+    };
+    let stack = tokio::select! {
+        s = RunningStack::up(paths, &opts) => s?,
+        () = stack::shutdown_signal() => anyhow::bail!("interrupted while starting the stack"),
+    };
+    stack.print_summary();
+    println!("Ctrl-C stops it.");
+    let result = stack.supervise(stack::shutdown_signal()).await;
+    eprintln!("xtask: local stack stopped");
+    result
+}
