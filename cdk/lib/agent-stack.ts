@@ -1,0 +1,147 @@
+import { CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
+import * as agentcore from 'aws-cdk-lib/aws-bedrockagentcore';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { Construct } from 'constructs';
+import { DeployConfig, modelResourceArns } from './config';
+import { privateBucket, secretRef } from './common';
+import { ack, nagAccount, nagRegion, objectsFinding } from './nag';
+
+/** Never staged into the Docker build context (also in /.dockerignore). */
+export const AGENT_ASSET_EXCLUDES = [
+  'target',
+  '**/target',
+  '**/node_modules',
+  '.local',
+  '.venv',
+  'cdk',
+  '.git',
+  '.env',
+  '.env.*',
+  '**/*.png',
+];
+
+export interface AgentStackProps extends StackProps {
+  readonly gatewayUrl: string;
+}
+
+/** The agent on AgentCore Runtime (arm64 image), its Memory and images bucket. */
+export class AgentStack extends Stack {
+  readonly runtime: agentcore.Runtime;
+
+  constructor(scope: Construct, id: string, config: DeployConfig, props: AgentStackProps) {
+    super(scope, id, props);
+
+    const images = privateBucket(this, 'Images', config.imageExpiryDays);
+    const memory = new agentcore.Memory(this, 'Memory', {
+      memoryName: `${config.prefix.replace(/[^a-zA-Z0-9_]/g, '_')}_memory`,
+      description: 'Short-term memory (conversation events) of the x402 agent',
+      expirationDuration: Duration.days(30),
+    });
+
+    const artifact = agentcore.AgentRuntimeArtifact.fromAsset(config.agentContextDir, {
+      platform: Platform.LINUX_ARM64,
+      file: 'Dockerfile',
+      exclude: AGENT_ASSET_EXCLUDES,
+    });
+
+    const environment: Record<string, string> = {
+      AGENT_PORT: '8080',
+      NETWORK: config.network,
+      GATEWAY_URL: props.gatewayUrl,
+      SIGNER: config.signer,
+      SESSION_BUDGET_USDC: config.sessionBudgetUsdc,
+      AUTO_APPROVE_MAX_USDC: config.autoApproveMaxUsdc,
+      MODEL_PROVIDER: 'bedrock',
+      MODEL_ID: config.modelId,
+      BEDROCK_AGENTCORE_MEMORY_ID: memory.memoryId,
+      IMAGES_BUCKET: images.bucketName,
+      IMAGES_PREFIX: config.imagesPrefix,
+      PRESIGN_EXPIRY_SECONDS: String(config.presignExpirySeconds),
+      RUST_LOG: 'info',
+      ...(config.rpcUrl ? { RPC_URL: config.rpcUrl } : {}),
+      ...(config.usdcContract ? { USDC_CONTRACT: config.usdcContract } : {}),
+      ...(config.cdpAccountName ? { CDP_ACCOUNT_NAME: config.cdpAccountName } : {}),
+      ...(config.kmsKeyArn ? { KMS_KEY_ID: config.kmsKeyArn } : {}),
+    };
+
+    // Signer material, by reference: the container resolves the ARNs at start.
+    const refs =
+      config.signer === 'cdp' || config.signer === 'cdp-export'
+        ? [
+            secretRef(this, 'CdpApiKeySecret', config.secrets.cdpApiKeySecret, 'CDP_API_KEY'),
+            secretRef(this, 'CdpWalletSecret', config.secrets.cdpWalletSecret, 'CDP_WALLET'),
+          ]
+        : config.signer === 'local'
+          ? [secretRef(this, 'BuyerPrivateKey', config.secrets.buyerPrivateKey, 'BUYER_PRIVATE_KEY')]
+          : [];
+    const secrets = refs.map((r) => r.secret);
+    for (const r of refs) Object.assign(environment, r.env);
+
+    this.runtime = new agentcore.Runtime(this, 'Runtime', {
+      runtimeName: `${config.prefix.replace(/[^a-zA-Z0-9_]/g, '_')}_agent`,
+      description: 'x402 paying agent (Rust)',
+      agentRuntimeArtifact: artifact,
+      environmentVariables: environment,
+    });
+    const role = this.runtime.role;
+
+    // Converse / ConverseStream on the configured model only.
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'InvokeConfiguredModel',
+        actions: ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'],
+        resources: modelResourceArns(config.modelId, this.region, this.account, this.partition),
+      }),
+    );
+    // Conversation events in this Memory only.
+    memory.grantWrite(role);
+    memory.grantReadShortTermMemory(role);
+    // Images: put and get (presigned URLs are signed by this role) under the prefix.
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'ImagesPrefix',
+        actions: ['s3:PutObject', 's3:GetObject'],
+        resources: [images.arnForObjects(`${config.imagesPrefix}*`)],
+      }),
+    );
+    for (const secret of secrets) secret.grantRead(role);
+    if (config.signer === 'kms' && config.kmsKeyArn) {
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'KmsSigner',
+          actions: ['kms:Sign', 'kms:GetPublicKey'],
+          resources: [config.kmsKeyArn],
+        }),
+      );
+    }
+
+    const baseline =
+      'Baseline of the AgentCore Runtime L2 execution role (logs under /aws/bedrock-agentcore/runtimes, X-Ray and CloudWatch metrics which have no resource scoping, workload identity, ECR auth token).';
+    const region = nagRegion(this);
+    const account = nagAccount(this);
+    for (const finding of [
+      `Resource::arn:<AWS::Partition>:logs:${region}:${account}:log-group:/aws/bedrock-agentcore/runtimes/*`,
+      `Resource::arn:<AWS::Partition>:logs:${region}:${account}:log-group:/aws/bedrock-agentcore/runtimes/*:log-stream:*`,
+      `Resource::arn:<AWS::Partition>:logs:${region}:${account}:log-group:*`,
+      `Resource::arn:<AWS::Partition>:bedrock-agentcore:${region}:${account}:workload-identity-directory/default/workload-identity/*`,
+      'Resource::*',
+    ]) {
+      ack(role, `AwsSolutions-IAM5[${finding}]`, baseline);
+    }
+    for (const arn of modelResourceArns(config.modelId, region, account, '<AWS::Partition>')) {
+      if (arn.includes('*')) {
+        ack(
+          role,
+          `AwsSolutions-IAM5[Resource::${arn}]`,
+          'A cross-region inference profile routes to the same foundation model in several regions; the model id is fixed.',
+        );
+      }
+    }
+    ack(role, objectsFinding(images, `${config.imagesPrefix}*`), 'Objects under the agent\'s images prefix only.');
+
+    new CfnOutput(this, 'AgentRuntimeArn', { value: this.runtime.agentRuntimeArn });
+    new CfnOutput(this, 'MemoryId', { value: memory.memoryId });
+    new CfnOutput(this, 'ImagesBucket', { value: images.bucketName });
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * Deployment configuration: CDK context (`-c key=value`) first, then the
+ * environment variable of the same meaning (names as in `.env-sample`), then a
+ * default. Secrets are never read here: only the *names* of the Secrets
+ * Manager secrets that hold them, which the apps resolve at run time.
+ */
+
+export type Signer = 'local' | 'cdp' | 'cdp-export' | 'kms';
+export type Network = 'base-sepolia' | 'base';
+
+export interface DeployConfig {
+  /** Prefix for stack names and physical names. */
+  readonly prefix: string;
+  readonly network: Network;
+  readonly sellerWallet: string;
+  readonly facilitatorUrl: string;
+  readonly rpcUrl?: string;
+  readonly usdcContract?: string;
+  /** Agent chat model: an inference profile id (e.g. `us.anthropic...`) or a model id. */
+  readonly modelId: string;
+  /** Seller's image model. */
+  readonly novaCanvasModelId: string;
+  /** Seller's prompt/quality model. */
+  readonly novaLiteModelId: string;
+  readonly signer: Signer;
+  /** Required when signer is `kms`: the secp256k1 signing key. */
+  readonly kmsKeyArn?: string;
+  readonly cdpAccountName?: string;
+  readonly sessionBudgetUsdc: string;
+  readonly autoApproveMaxUsdc: string;
+  /** Secrets Manager secret names (values never enter the template). */
+  readonly secrets: {
+    readonly cdpApiKeySecret: string;
+    readonly cdpWalletSecret: string;
+    readonly buyerPrivateKey: string;
+  };
+  /** Whether the seller gateway authenticates to the CDP facilitator. */
+  readonly gatewayUsesCdp: boolean;
+  readonly imagesPrefix: string;
+  readonly imageExpiryDays: number;
+  readonly presignExpirySeconds: number;
+  /** Directory with the gateway Lambda's `bootstrap` (cargo-lambda output). */
+  readonly gatewayCodeDir: string;
+  /** Directory with the chat Lambda's `bootstrap`. */
+  readonly chatCodeDir: string;
+  /** Docker build context of the agent (the repo root, with the Dockerfile). */
+  readonly agentContextDir: string;
+}
+
+type Lookup = (key: string) => string | undefined;
+
+export function loadConfig(context: Lookup, env: Lookup, repoRoot: string): DeployConfig {
+  const get = (ctxKey: string, envKey: string | undefined, fallback?: string): string | undefined => {
+    const v = context(ctxKey) ?? (envKey ? env(envKey) : undefined);
+    return v !== undefined && v !== '' ? v : fallback;
+  };
+  const must = (ctxKey: string, envKey: string | undefined, fallback: string): string =>
+    get(ctxKey, envKey, fallback) as string;
+
+  const network = must('network', 'NETWORK', 'base-sepolia');
+  if (network !== 'base-sepolia' && network !== 'base') {
+    throw new Error(`network must be base-sepolia or base, got ${network}`);
+  }
+  const signer = must('signer', 'SIGNER', 'cdp');
+  if (!['local', 'cdp', 'cdp-export', 'kms'].includes(signer)) {
+    throw new Error(`signer must be local, cdp, cdp-export or kms, got ${signer}`);
+  }
+  const kmsKeyArn = get('kmsKeyArn', 'KMS_KEY_ID');
+  if (signer === 'kms' && !kmsKeyArn?.startsWith('arn:')) {
+    throw new Error('signer kms needs kmsKeyArn (context) or KMS_KEY_ID as a full key ARN');
+  }
+  return {
+    prefix: must('prefix', undefined, 'X402Agent'),
+    network,
+    sellerWallet: must('sellerWallet', 'SELLER_WALLET', '0x0000000000000000000000000000000000000000'),
+    facilitatorUrl: must('facilitatorUrl', 'FACILITATOR_URL', 'https://x402.org/facilitator'),
+    rpcUrl: get('rpcUrl', 'RPC_URL'),
+    usdcContract: get('usdcContract', 'USDC_CONTRACT'),
+    modelId: must('modelId', 'MODEL_ID', 'us.anthropic.claude-sonnet-4-5-20250929-v1:0'),
+    novaCanvasModelId: must('novaCanvasModelId', 'NOVA_CANVAS_MODEL_ID', 'amazon.nova-canvas-v1:0'),
+    novaLiteModelId: must('novaLiteModelId', 'NOVA_LITE_MODEL_ID', 'amazon.nova-lite-v1:0'),
+    signer: signer as Signer,
+    kmsKeyArn: signer === 'kms' ? kmsKeyArn : undefined,
+    cdpAccountName: get('cdpAccountName', 'CDP_ACCOUNT_NAME'),
+    sessionBudgetUsdc: must('sessionBudgetUsdc', 'SESSION_BUDGET_USDC', '1.00'),
+    autoApproveMaxUsdc: must('autoApproveMaxUsdc', 'AUTO_APPROVE_MAX_USDC', '0.10'),
+    secrets: {
+      cdpApiKeySecret: must('cdpApiKeySecretName', undefined, 'x402-agent/cdp-api-key-secret'),
+      cdpWalletSecret: must('cdpWalletSecretName', undefined, 'x402-agent/cdp-wallet-secret'),
+      buyerPrivateKey: must('buyerPrivateKeySecretName', undefined, 'x402-agent/buyer-private-key'),
+    },
+    gatewayUsesCdp: must('gatewayUsesCdp', undefined, 'false') === 'true',
+    imagesPrefix: 'images/',
+    imageExpiryDays: Number(must('imageExpiryDays', undefined, '30')),
+    presignExpirySeconds: Number(must('presignExpirySeconds', 'PRESIGN_EXPIRY_SECONDS', '3600')),
+    gatewayCodeDir: must('gatewayCodeDir', undefined, `${repoRoot}/target/lambda/gateway-lambda`),
+    chatCodeDir: must('chatCodeDir', undefined, `${repoRoot}/target/lambda/chat-lambda`),
+    agentContextDir: must('agentContextDir', undefined, repoRoot),
+  };
+}
+
+/** Foundation-model ARNs behind a model or inference-profile id (any region: a
+ * cross-region profile routes to several), plus the profile itself. */
+export function modelResourceArns(modelId: string, region: string, account: string, partition = 'aws'): string[] {
+  const profile = /^(us|eu|apac|jp|au|ca|global)\.(.+)$/.exec(modelId);
+  if (profile) {
+    return [
+      `arn:${partition}:bedrock:${region}:${account}:inference-profile/${modelId}`,
+      `arn:${partition}:bedrock:*::foundation-model/${profile[2]}`,
+    ];
+  }
+  return [`arn:${partition}:bedrock:${region}::foundation-model/${modelId}`];
+}

@@ -1,0 +1,320 @@
+/**
+ * Offline infrastructure tests: synthesize the whole app (no Docker, no AWS
+ * account; the Lambda code dirs are placeholders) with the cdk-nag
+ * AwsSolutions plugin, then assert on the templates and the asset manifests.
+ */
+import { after, before, describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { App } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { buildApp } from '../lib/app';
+import { DeployConfig, loadConfig, modelResourceArns } from '../lib/config';
+
+const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+const CDK_JSON = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'cdk.json'), 'utf8'));
+const ENV = { account: '123456789012', region: 'us-west-2' };
+const KMS_KEY = 'arn:aws:kms:us-west-2:123456789012:key/11111111-2222-3333-4444-555555555555';
+
+/** Values a developer's shell might hold; none may reach a template. */
+const SECRET_VALUES = {
+  BUYER_PRIVATE_KEY: '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d',
+  CDP_API_KEY_SECRET: 'cdp-api-key-secret-SENTINEL-9f8e7d6c',
+  CDP_WALLET_SECRET: 'cdp-wallet-secret-SENTINEL-1a2b3c4d',
+};
+
+interface Synth {
+  config: DeployConfig;
+  outdir: string;
+  templates: Record<'gateway' | 'agent' | 'chat', Template>;
+  raw: Record<'gateway' | 'agent' | 'chat', string>;
+}
+
+let scratch: string;
+
+function synth(context: Record<string, string>): Synth {
+  const outdir = fs.mkdtempSync(path.join(scratch, 'cdk.out-'));
+  const app = new App({ outdir, context: { ...CDK_JSON.context, ...context } });
+  const env = (k: string) => ({ ...SECRET_VALUES, NETWORK: 'base-sepolia' })[k as keyof typeof SECRET_VALUES];
+  const config = loadConfig((k) => app.node.tryGetContext(k), env, REPO_ROOT);
+  const stacks = buildApp(app, config, { env: ENV });
+  // Throws if cdk-nag reports any unacknowledged finding; say which.
+  let assembly;
+  try {
+    assembly = app.synth();
+  } catch (e) {
+    const report = path.join(outdir, 'validation-report.json');
+    if (!fs.existsSync(report)) throw e;
+    const findings = JSON.parse(fs.readFileSync(report, 'utf8'))
+      .pluginReports.flatMap((r: any) => r.violations ?? [])
+      .map((v: any) => `${v.ruleName} ${JSON.stringify(v.violatingResources ?? '')}`);
+    throw new Error(`cdk-nag findings not acknowledged:\n${findings.join('\n')}\n(${report})`);
+  }
+  const pick = (id: string) => assembly.getStackArtifact(id).template;
+  const t = {
+    gateway: pick(stacks.gateway.artifactId),
+    agent: pick(stacks.agent.artifactId),
+    chat: pick(stacks.chat.artifactId),
+  };
+  return {
+    config,
+    outdir,
+    templates: {
+      gateway: Template.fromJSON(t.gateway),
+      agent: Template.fromJSON(t.agent),
+      chat: Template.fromJSON(t.chat),
+    },
+    raw: { gateway: JSON.stringify(t.gateway), agent: JSON.stringify(t.agent), chat: JSON.stringify(t.chat) },
+  };
+}
+
+type Statement = { Action: string | string[]; Resource: unknown; Effect: string };
+
+function statements(template: Template): Statement[] {
+  const out: Statement[] = [];
+  for (const type of ['AWS::IAM::Policy', 'AWS::IAM::Role']) {
+    for (const res of Object.values(template.findResources(type))) {
+      const props = (res as { Properties: Record<string, unknown> }).Properties;
+      const docs = type === 'AWS::IAM::Policy' ? [props.PolicyDocument] : ((props.Policies as { PolicyDocument: unknown }[]) ?? []).map((p) => p.PolicyDocument);
+      for (const doc of docs) out.push(...((doc as { Statement: Statement[] }).Statement ?? []));
+    }
+  }
+  return out;
+}
+
+const actionsOf = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]);
+const resourcesOf = (s: Statement) => (Array.isArray(s.Resource) ? s.Resource : [s.Resource]);
+
+function envVarsOf(template: Template): Record<string, unknown>[] {
+  const fns = Object.values(template.findResources('AWS::Lambda::Function')).map(
+    (r) => ((r as any).Properties.Environment?.Variables ?? {}) as Record<string, unknown>,
+  );
+  const runtimes = Object.values(template.findResources('AWS::BedrockAgentCore::Runtime')).map(
+    (r) => ((r as any).Properties.EnvironmentVariables ?? {}) as Record<string, unknown>,
+  );
+  return [...fns, ...runtimes];
+}
+
+function placeholderCode(name: string): string {
+  const dir = path.join(scratch, name);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'bootstrap'), '#!/bin/sh\n# placeholder: tests never run it\n');
+  return dir;
+}
+
+let cdp: Synth;
+let kms: Synth;
+let local: Synth;
+
+before(() => {
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'x402-cdk-test-'));
+  const code = { gatewayCodeDir: placeholderCode('gateway'), chatCodeDir: placeholderCode('chat') };
+  cdp = synth({ ...code, signer: 'cdp', gatewayUsesCdp: 'true' });
+  kms = synth({ ...code, signer: 'kms', kmsKeyArn: KMS_KEY, modelId: 'anthropic.claude-3-haiku-20240307-v1:0' });
+  local = synth({ ...code, signer: 'local' });
+});
+
+after(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+describe('cdk-nag', () => {
+  it('reports nothing unacknowledged (synth would have thrown) and writes an empty report', () => {
+    for (const s of [cdp, kms, local]) {
+      const reportFile = fs.readdirSync(s.outdir).find((f) => f.endsWith('validation-report.json'));
+      if (reportFile) {
+        const report = JSON.parse(fs.readFileSync(path.join(s.outdir, reportFile), 'utf8'));
+        const violations = (report.pluginReports ?? []).flatMap((r: any) => r.violations ?? []);
+        assert.deepEqual(violations, []);
+      }
+    }
+  });
+});
+
+describe('agent runtime', () => {
+  it('runs an arm64 image built from the repo Dockerfile', () => {
+    const manifest = JSON.parse(fs.readFileSync(path.join(cdp.outdir, `${cdp.config.prefix}Agent.assets.json`), 'utf8'));
+    const images = Object.values(manifest.dockerImages ?? {}) as any[];
+    assert.equal(images.length, 1);
+    assert.equal(images[0].source.platform, 'linux/arm64');
+    assert.equal(images[0].source.dockerFile, 'Dockerfile');
+    cdp.templates.agent.hasResourceProperties('AWS::BedrockAgentCore::Runtime', {
+      AgentRuntimeArtifact: { ContainerConfiguration: { ContainerUri: Match.anyValue() } },
+    });
+    assert.match(cdp.raw.agent, new RegExp(`:${Object.keys(manifest.dockerImages)[0]}`));
+  });
+
+  it('stages a Docker context without target/, node_modules/, .git or cdk/', () => {
+    const manifest = JSON.parse(fs.readFileSync(path.join(cdp.outdir, `${cdp.config.prefix}Agent.assets.json`), 'utf8'));
+    const image = Object.values(manifest.dockerImages)[0] as any;
+    const ctx = path.join(cdp.outdir, image.source.directory);
+    const top = fs.readdirSync(ctx);
+    assert.ok(top.includes('Dockerfile') && top.includes('Cargo.toml') && top.includes('agent'), top.join(','));
+    for (const banned of ['target', '.git', 'cdk', '.local', '.venv', '.env']) {
+      assert.ok(!top.includes(banned), `${banned} was staged`);
+    }
+    const walk = (dir: string): string[] =>
+      fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory() ? [path.join(dir, e.name), ...walk(path.join(dir, e.name))] : [],
+      );
+    const nested = walk(ctx).filter((d) => ['node_modules', 'target'].includes(path.basename(d)));
+    assert.deepEqual(nested, []);
+  });
+
+  it('may call only the configured model (and its inference profile) on Bedrock', () => {
+    for (const s of [cdp, kms]) {
+      const bedrock = statements(s.templates.agent).filter((st) => actionsOf(st).some((a) => a.startsWith('bedrock:')));
+      assert.equal(bedrock.length, 1, JSON.stringify(bedrock));
+      assert.deepEqual(actionsOf(bedrock[0]).sort(), ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream']);
+      const want = modelResourceArns(s.config.modelId, ENV.region, ENV.account, 'PARTITION');
+      const got = resourcesOf(bedrock[0]).map((r) => JSON.stringify(r));
+      assert.equal(got.length, want.length);
+      for (const arn of want) {
+        const [, rest] = arn.split('arn:PARTITION:');
+        assert.ok(got.some((g) => g.includes(rest)), `${rest} not in ${got}`);
+      }
+      assert.ok(!got.some((g) => g === '"*"'));
+    }
+  });
+
+  it('signs with KMS only when the KMS signer is chosen, and only with that key', () => {
+    const kmsStatements = (s: Synth) => statements(s.templates.agent).filter((st) => actionsOf(st).some((a) => a.startsWith('kms:')));
+    assert.deepEqual(kmsStatements(cdp), []);
+    assert.deepEqual(kmsStatements(local), []);
+    const [st, ...rest] = kmsStatements(kms);
+    assert.deepEqual(rest, []);
+    assert.deepEqual(actionsOf(st).sort(), ['kms:GetPublicKey', 'kms:Sign']);
+    assert.deepEqual(resourcesOf(st), [KMS_KEY]);
+  });
+
+  it('reaches S3 only for put/get under its images prefix', () => {
+    const s3 = statements(cdp.templates.agent).filter((st) => actionsOf(st).some((a) => a.startsWith('s3:')));
+    assert.equal(s3.length, 1);
+    assert.deepEqual(actionsOf(s3[0]).sort(), ['s3:GetObject', 's3:PutObject']);
+    assert.match(JSON.stringify(s3[0].Resource), /\/images\/\*"/);
+  });
+
+  it('has Memory event read/write', () => {
+    const actions = statements(cdp.templates.agent).flatMap(actionsOf);
+    for (const a of ['bedrock-agentcore:CreateEvent', 'bedrock-agentcore:ListEvents', 'bedrock-agentcore:GetEvent']) {
+      assert.ok(actions.includes(a), `${a} missing`);
+    }
+  });
+});
+
+describe('chat', () => {
+  it('may invoke only this agent runtime', () => {
+    const invoke = statements(cdp.templates.chat).filter((st) => actionsOf(st).some((a) => a.startsWith('bedrock-agentcore:')));
+    assert.equal(invoke.length, 1);
+    assert.deepEqual(actionsOf(invoke[0]), ['bedrock-agentcore:InvokeAgentRuntime']);
+    const resources = JSON.stringify(invoke[0].Resource);
+    assert.ok(!resources.includes('"*"'));
+    // Both resources are the runtime ARN exported by the agent stack.
+    const imports = resources.match(/Fn::ImportValue/g) ?? [];
+    assert.equal(imports.length, 2, resources);
+    assert.match(resources, /AgentRuntimeArn/);
+    assert.match(resources, /\/runtime-endpoint\/DEFAULT/);
+  });
+
+  it('may post only to its own WebSocket API', () => {
+    const manage = statements(cdp.templates.chat).filter((st) => actionsOf(st).includes('execute-api:ManageConnections'));
+    assert.equal(manage.length, 1);
+    const api = Object.keys(cdp.templates.chat.findResources('AWS::ApiGatewayV2::Api'))[0];
+    assert.match(JSON.stringify(manage[0].Resource), new RegExp(`"Ref":"${api}"`));
+    assert.match(JSON.stringify(manage[0].Resource), /\/prod\/POST\/@connections\/\*/);
+  });
+
+  it('routes $connect, $disconnect and $default to the chat Lambda', () => {
+    for (const route of ['$connect', '$disconnect', '$default']) {
+      cdp.templates.chat.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: route });
+    }
+    cdp.templates.chat.hasResourceProperties('AWS::Lambda::Function', {
+      Architectures: ['arm64'],
+      Runtime: 'provided.al2023',
+      Environment: { Variables: Match.objectLike({ CONNECTIONS_TABLE: Match.anyValue(), AGENT_RUNTIME_ARN: Match.anyValue() }) },
+    });
+  });
+});
+
+describe('gateway', () => {
+  it('runs the Rust gateway on arm64 behind an HTTP API', () => {
+    cdp.templates.gateway.resourceCountIs('AWS::ApiGatewayV2::Api', 1);
+    cdp.templates.gateway.hasResourceProperties('AWS::Lambda::Function', {
+      Architectures: ['arm64'],
+      Runtime: 'provided.al2023',
+      Handler: 'bootstrap',
+      Environment: {
+        Variables: Match.objectLike({ PAYMENTS_TABLE: Match.anyValue(), RESULTS_BUCKET: Match.anyValue(), GENERATION_BACKEND: 'bedrock' }),
+      },
+    });
+  });
+});
+
+describe('storage', () => {
+  it('buckets block public access, are encrypted, expire objects and enforce TLS', () => {
+    for (const t of [cdp.templates.gateway, cdp.templates.agent]) {
+      const buckets = t.findResources('AWS::S3::Bucket');
+      assert.ok(Object.keys(buckets).length >= 1);
+      for (const [id, b] of Object.entries(buckets) as [string, any][]) {
+        assert.deepEqual(b.Properties.PublicAccessBlockConfiguration, {
+          BlockPublicAcls: true,
+          BlockPublicPolicy: true,
+          IgnorePublicAcls: true,
+          RestrictPublicBuckets: true,
+        });
+        assert.ok(b.Properties.BucketEncryption, `${id} unencrypted`);
+        assert.ok(b.Properties.LifecycleConfiguration.Rules.some((r: any) => r.ExpirationInDays > 0));
+        t.hasResourceProperties('AWS::S3::BucketPolicy', {
+          Bucket: { Ref: id },
+          PolicyDocument: {
+            Statement: Match.arrayWith([
+              Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+            ]),
+          },
+        });
+      }
+    }
+  });
+
+  it('every table has a TTL', () => {
+    let tables = 0;
+    for (const t of Object.values(cdp.templates)) {
+      for (const table of Object.values(t.findResources('AWS::DynamoDB::Table')) as any[]) {
+        tables += 1;
+        assert.deepEqual(table.Properties.TimeToLiveSpecification, { AttributeName: 'expiresAt', Enabled: true });
+      }
+    }
+    assert.equal(tables, 2);
+  });
+});
+
+describe('secrets', () => {
+  it('never appear in a template, only as Secrets Manager references', () => {
+    for (const s of [cdp, kms, local]) {
+      for (const raw of Object.values(s.raw)) {
+        for (const value of Object.values(SECRET_VALUES)) assert.ok(!raw.includes(value), 'secret value in template');
+      }
+      for (const vars of [...envVarsOf(s.templates.gateway), ...envVarsOf(s.templates.agent), ...envVarsOf(s.templates.chat)]) {
+        for (const name of Object.keys(SECRET_VALUES)) assert.ok(!(name in vars), `${name} set as a plain env var`);
+      }
+    }
+    const runtimeVars = (s: Synth) =>
+      (Object.values(s.templates.agent.findResources('AWS::BedrockAgentCore::Runtime'))[0] as any).Properties
+        .EnvironmentVariables as Record<string, unknown>;
+    const agentVars = runtimeVars(cdp);
+    assert.match(JSON.stringify(agentVars.CDP_API_KEY_SECRET_ARN), /secretsmanager/);
+    assert.match(JSON.stringify(agentVars.CDP_WALLET_SECRET_ARN), /secretsmanager/);
+    assert.match(JSON.stringify(runtimeVars(local).BUYER_PRIVATE_KEY_SECRET_ARN), /secretsmanager/);
+    assert.ok(!('CDP_WALLET_SECRET_ARN' in runtimeVars(local)) && !('BUYER_PRIVATE_KEY_SECRET_ARN' in agentVars));
+  });
+});
+
+describe('outputs', () => {
+  it('exposes what scripts/write-env.sh needs', () => {
+    cdp.templates.gateway.hasOutput('GatewayUrl', {});
+    cdp.templates.chat.hasOutput('WebSocketUrl', {});
+    cdp.templates.agent.hasOutput('AgentRuntimeArn', {});
+    cdp.templates.agent.hasOutput('MemoryId', {});
+    cdp.templates.agent.hasOutput('ImagesBucket', {});
+  });
+});
