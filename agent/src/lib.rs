@@ -5,6 +5,7 @@
 //! loop ([`turn`]) -> tool ([`agent_tools`]) -> payment (`tools` crate) ->
 //! result -> session -> response, with progress as [`events::AgentEvent`]s.
 
+pub mod config;
 pub mod events;
 pub mod session;
 pub mod turn;

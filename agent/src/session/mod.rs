@@ -8,6 +8,10 @@
 //! read at the start of each turn; invocations of one session are serialised
 //! by the server, different sessions run in parallel and never share state.
 
+pub mod ids;
+pub mod local;
+pub mod memory;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,683 @@
+//! The agent's settings, from the environment (and `.env` via `dotenvy` in
+//! `main`), validated once at start-up.
+//!
+//! Every problem is reported, one clear line each, before the process gives
+//! up: an operator fixing a deployment should see the whole list at once, not
+//! one error per restart. The process refuses to start half-configured: a
+//! payment setting that does not parse is an error, never a silent default.
+//!
+//! The names are the ones in `CONTRIBUTING.md` and `.env-sample`
+//! (`# ---- Agent ----`). Secrets (`BUYER_PRIVATE_KEY`, `CDP_API_KEY_SECRET`,
+//! `CDP_WALLET_SECRET`) may be given by value or, in AWS, as a Secrets Manager
+//! ARN in `<NAME>_SECRET_ARN` (what the CDK stack passes); they are wrapped in
+//! [`Secret`], whose `Debug` never prints the value.
+
+use std::{fmt, net::IpAddr, path::PathBuf, str::FromStr};
+
+use alloy::primitives::Address;
+use x402::{Network, Usdc};
+
+/// Claude Sonnet 4.5 through the US cross-region inference profile.
+pub const DEFAULT_MODEL_ID: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+pub const DEFAULT_PORT: u16 = 8080;
+/// Longest chat prompt accepted, in characters (same bound as the WebSocket
+/// chat Lambda, so a message it forwards is never refused here).
+pub const DEFAULT_MAX_PROMPT_CHARS: usize = 16_000;
+/// Largest `/invocations` body or `/ws` message accepted, in bytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_SESSION_BUDGET: Usdc = Usdc::from_atomic(1_000_000);
+pub const DEFAULT_AUTO_APPROVE_MAX: Usdc = Usdc::from_atomic(100_000);
+/// The most a caller may set as a session budget in the invocation payload.
+pub const DEFAULT_MAX_SESSION_BUDGET: Usdc = Usdc::from_atomic(10_000_000);
+pub const DEFAULT_MAX_TURNS: u32 = 8;
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+pub const DEFAULT_PRESIGN_EXPIRY_SECONDS: u64 = 3600;
+/// AgentCore Memory actor used when the caller sends no user id.
+pub const DEFAULT_ACTOR_ID: &str = "default";
+
+/// Everything the running agent needs, already validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub sessions: SessionsConfig,
+    pub chain: ChainConfig,
+    /// Base URL of the x402 seller (`{GATEWAY_URL}/generate_image`).
+    pub gateway_url: String,
+    pub money: MoneyConfig,
+    pub signer: SignerConfig,
+    pub images: ImagesConfig,
+    pub model: ModelConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// `AGENT_HOST`, default `0.0.0.0` (AgentCore's contract).
+    pub host: IpAddr,
+    /// `AGENT_PORT`, default 8080.
+    pub port: u16,
+    /// `MAX_PROMPT_CHARS`: a longer prompt is refused with 413.
+    pub max_prompt_chars: usize,
+    /// `MAX_REQUEST_BYTES`: a larger body or WebSocket message is refused with 413.
+    pub max_body_bytes: usize,
+    /// `AGENT_ACTOR_ID`: the AgentCore Memory actor when the request carries
+    /// no `X-Amzn-Bedrock-AgentCore-Runtime-User-Id`.
+    pub default_actor_id: String,
+}
+
+/// Where session state lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionsConfig {
+    /// `BEDROCK_AGENTCORE_MEMORY_ID` set: AgentCore Memory events.
+    AgentCoreMemory { memory_id: String },
+    /// Otherwise: JSON lines under `SESSIONS_DIR` (default `.local/sessions`).
+    Local { dir: PathBuf },
+}
+
+#[derive(Clone, Debug)]
+pub struct ChainConfig {
+    /// `NETWORK` (`base-sepolia` | `base`, v2 names accepted), default `base-sepolia`.
+    pub network: Network,
+    /// `RPC_URL`, default the network's public RPC (used for balances only;
+    /// payments are settled by the seller's facilitator).
+    pub rpc_url: String,
+    /// `USDC_CONTRACT`, default the network's USDC.
+    pub usdc_contract: Address,
+    /// `SELLER_WALLET` (required): the only address the agent ever pays.
+    /// A quote naming any other `payTo` is refused before signing.
+    pub seller_wallet: Address,
+}
+
+/// Money limits. The model can change none of them; the caller may set the
+/// session budget (up to `max_session_budget`) in the invocation payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MoneyConfig {
+    /// `SESSION_BUDGET_USDC`, default 1.00: cumulative spend limit per session.
+    pub session_budget: Usdc,
+    /// `AUTO_APPROVE_MAX_USDC`, default 0.10: an image up to this price is
+    /// paid without asking the user (if the budget allows).
+    pub auto_approve_max: Usdc,
+    /// `MAX_SESSION_BUDGET_USDC`, default 10.00: the highest budget a caller
+    /// may request per invocation (`session_budget_usdc`); above it, 400.
+    pub max_session_budget: Usdc,
+}
+
+/// A secret setting: by value (local) or by Secrets Manager ARN (AWS).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Value(SecretString),
+    /// Resolved at start-up by `wiring` (Secrets Manager `GetSecretValue`).
+    Arn(String),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Value(_) => f.write_str("Secret::Value([redacted])"),
+            Secret::Arn(arn) => write!(f, "Secret::Arn({arn})"),
+        }
+    }
+}
+
+/// A string that never appears in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(s: impl Into<String>) -> Self {
+        SecretString(s.into())
+    }
+    /// The value, for handing to the signer. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Who signs the EIP-3009 authorizations (`SIGNER`, default `local`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignerConfig {
+    /// `BUYER_PRIVATE_KEY` (or `BUYER_PRIVATE_KEY_SECRET_ARN`).
+    Local { private_key: Secret },
+    /// CDP server wallet: `CDP_API_KEY_ID`, `CDP_API_KEY_SECRET`,
+    /// `CDP_WALLET_SECRET` (each secret or its `_SECRET_ARN`), `CDP_ACCOUNT_NAME`.
+    /// `export = true` for `cdp-export` (key exported once, signed locally).
+    Cdp {
+        export: bool,
+        api_key_id: String,
+        api_key_secret: Secret,
+        wallet_secret: Secret,
+        account_name: String,
+    },
+    /// AWS KMS secp256k1 key: `KMS_KEY_ID`.
+    Kms { key_id: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImagesConfig {
+    /// `IMAGES_BUCKET` (+ `IMAGES_PREFIX`, `PRESIGN_EXPIRY_SECONDS`): S3 with presigned URLs.
+    S3 {
+        bucket: String,
+        prefix: String,
+        presign_expiry_seconds: u64,
+    },
+    /// `IMAGES_DIR`: a local directory (file URLs).
+    Dir { dir: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelProvider {
+    /// The deterministic offline planner (no AWS); labelled offline in `model`.
+    Offline,
+    /// Amazon Bedrock Converse / ConverseStream.
+    Bedrock,
+}
+
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    /// `MODEL_PROVIDER` (`offline` | `bedrock`), default `offline`.
+    pub provider: ModelProvider,
+    /// `MODEL_ID`, default Claude Sonnet 4.5 (US inference profile).
+    pub model_id: String,
+    /// `MAX_TURNS`, default 8: model calls per invocation before giving up.
+    pub max_turns: u32,
+    /// `MAX_TOKENS`, default 4096: the model's output limit per call.
+    pub max_tokens: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (default; what CloudWatch and AgentCore expect).
+    Json,
+    /// Human-readable, for a terminal.
+    Text,
+}
+
+#[derive(Clone, Debug)]
+pub struct TelemetryConfig {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: when set, spans are exported over OTLP/HTTP.
+    pub otlp_endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME`, default `x402-agent`.
+    pub service_name: String,
+    /// `LOG_FORMAT` (`json` | `text`), default `json`.
+    pub log_format: LogFormat,
+}
+
+/// All the problems found, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Reads the process environment (call `dotenvy::dotenv()` first to include `.env`).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `get` (tests pass a map). Empty values count as unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut r = Reader {
+            get: &get,
+            problems: Vec::new(),
+        };
+
+        let server = ServerConfig {
+            host: r.parse_or("AGENT_HOST", IpAddr::from([0, 0, 0, 0])),
+            port: r.parse_or("AGENT_PORT", DEFAULT_PORT),
+            max_prompt_chars: r.positive("MAX_PROMPT_CHARS", DEFAULT_MAX_PROMPT_CHARS),
+            max_body_bytes: r.positive("MAX_REQUEST_BYTES", DEFAULT_MAX_BODY_BYTES),
+            default_actor_id: r
+                .opt("AGENT_ACTOR_ID")
+                .unwrap_or_else(|| DEFAULT_ACTOR_ID.into()),
+        };
+        if !crate::session::ids::is_valid_client_id(&server.default_actor_id) {
+            r.problem("AGENT_ACTOR_ID must be 1-256 letters, digits, '-', '_', '.' or ':'");
+        }
+
+        let sessions = match r.opt("BEDROCK_AGENTCORE_MEMORY_ID") {
+            Some(memory_id) => SessionsConfig::AgentCoreMemory { memory_id },
+            None => SessionsConfig::Local {
+                dir: r
+                    .opt("SESSIONS_DIR")
+                    .unwrap_or_else(|| ".local/sessions".into())
+                    .into(),
+            },
+        };
+
+        let network = match r.opt("NETWORK") {
+            None => Network::BaseSepolia,
+            Some(s) => Network::from_any_name(&s).unwrap_or_else(|_| {
+                r.problem(format!(
+                    "NETWORK={s:?} is not a supported network (base-sepolia, base)"
+                ));
+                Network::BaseSepolia
+            }),
+        };
+        let chain = ChainConfig {
+            network,
+            rpc_url: r
+                .opt("RPC_URL")
+                .unwrap_or_else(|| default_rpc_url(network).into()),
+            usdc_contract: r.parse_or("USDC_CONTRACT", network.default_usdc()),
+            seller_wallet: r.required_parse("SELLER_WALLET", "the only address the agent may pay"),
+        };
+        if chain.seller_wallet == Address::ZERO && r.opt("SELLER_WALLET").is_some() {
+            r.problem("SELLER_WALLET must not be the zero address");
+        }
+        if !is_http_url(&chain.rpc_url) {
+            r.problem("RPC_URL must be an http(s) URL");
+        }
+
+        let gateway_url = r.required("GATEWAY_URL", "base URL of the x402 seller gateway");
+        if !gateway_url.is_empty() && !is_http_url(&gateway_url) {
+            r.problem(format!(
+                "GATEWAY_URL={gateway_url:?} must be an http(s) URL"
+            ));
+        }
+
+        let money = MoneyConfig {
+            session_budget: r.parse_or("SESSION_BUDGET_USDC", DEFAULT_SESSION_BUDGET),
+            auto_approve_max: r.parse_or("AUTO_APPROVE_MAX_USDC", DEFAULT_AUTO_APPROVE_MAX),
+            max_session_budget: r.parse_or("MAX_SESSION_BUDGET_USDC", DEFAULT_MAX_SESSION_BUDGET),
+        };
+        if money.session_budget > money.max_session_budget {
+            r.problem(format!(
+                "SESSION_BUDGET_USDC ({}) is above MAX_SESSION_BUDGET_USDC ({})",
+                money.session_budget, money.max_session_budget
+            ));
+        }
+
+        let signer = r.signer();
+        let images = r.images();
+
+        let model = ModelConfig {
+            provider: match r.opt("MODEL_PROVIDER").as_deref() {
+                None | Some("offline") => ModelProvider::Offline,
+                Some("bedrock") => ModelProvider::Bedrock,
+                Some(other) => {
+                    r.problem(format!(
+                        "MODEL_PROVIDER={other:?} must be `offline` or `bedrock`"
+                    ));
+                    ModelProvider::Offline
+                }
+            },
+            model_id: r.opt("MODEL_ID").unwrap_or_else(|| DEFAULT_MODEL_ID.into()),
+            max_turns: r.positive("MAX_TURNS", DEFAULT_MAX_TURNS),
+            max_tokens: r.positive("MAX_TOKENS", DEFAULT_MAX_TOKENS),
+        };
+
+        let telemetry = TelemetryConfig {
+            otlp_endpoint: r.opt("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            service_name: r
+                .opt("OTEL_SERVICE_NAME")
+                .unwrap_or_else(|| "x402-agent".into()),
+            log_format: match r.opt("LOG_FORMAT").as_deref() {
+                None | Some("json") => LogFormat::Json,
+                Some("text") => LogFormat::Text,
+                Some(other) => {
+                    r.problem(format!("LOG_FORMAT={other:?} must be `json` or `text`"));
+                    LogFormat::Json
+                }
+            },
+        };
+        if let Some(ep) = &telemetry.otlp_endpoint
+            && !is_http_url(ep)
+        {
+            r.problem("OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL");
+        }
+
+        if r.problems.is_empty() {
+            Ok(Config {
+                server,
+                sessions,
+                chain,
+                gateway_url: gateway_url.trim_end_matches('/').to_owned(),
+                money,
+                signer,
+                images,
+                model,
+                telemetry,
+            })
+        } else {
+            Err(ConfigError(r.problems))
+        }
+    }
+}
+
+fn default_rpc_url(network: Network) -> &'static str {
+    match network {
+        Network::Base => "https://mainnet.base.org",
+        Network::BaseSepolia => "https://sepolia.base.org",
+    }
+}
+
+fn is_http_url(s: &str) -> bool {
+    reqwest::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+}
+
+/// Collects problems instead of stopping at the first.
+struct Reader<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn problem(&mut self, p: impl Into<String>) {
+        self.problems.push(p.into());
+    }
+
+    fn opt(&self, key: &str) -> Option<String> {
+        (self.get)(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&mut self, key: &str, what: &str) -> String {
+        self.opt(key).unwrap_or_else(|| {
+            self.problem(format!("{key} is required ({what})"));
+            String::new()
+        })
+    }
+
+    fn parse_or<T: FromStr>(&mut self, key: &str, default: T) -> T
+    where
+        T::Err: fmt::Display,
+    {
+        match self.opt(key) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|e| {
+                self.problem(format!("{key}={v:?} is invalid: {e}"));
+                default
+            }),
+        }
+    }
+
+    fn required_parse<T: FromStr + Default>(&mut self, key: &str, what: &str) -> T
+    where
+        T::Err: fmt::Display,
+    {
+        if self.opt(key).is_none() {
+            self.problem(format!("{key} is required ({what})"));
+            return T::default();
+        }
+        self.parse_or(key, T::default())
+    }
+
+    fn positive<T: FromStr + PartialEq + Default + Copy>(&mut self, key: &str, default: T) -> T
+    where
+        T::Err: fmt::Display,
+    {
+        let v = self.parse_or(key, default);
+        if v == T::default() {
+            self.problem(format!("{key} must be greater than zero"));
+        }
+        v
+    }
+
+    /// A secret by value (`KEY`) or by Secrets Manager ARN (`KEY_SECRET_ARN`,
+    /// or `KEY_ARN` when the name already ends in `_SECRET`: the CDK's
+    /// `CDP_WALLET_SECRET_ARN`); exactly one.
+    fn secret(&mut self, key: &str) -> Secret {
+        let arn_key = if key.ends_with("_SECRET") {
+            format!("{key}_ARN")
+        } else {
+            format!("{key}_SECRET_ARN")
+        };
+        match (self.opt(key), self.opt(&arn_key)) {
+            (Some(v), None) => Secret::Value(SecretString(v)),
+            (None, Some(arn)) if arn.starts_with("arn:") => Secret::Arn(arn),
+            (None, Some(_)) => {
+                self.problem(format!("{arn_key} must be a Secrets Manager ARN (arn:...)"));
+                Secret::Arn(String::new())
+            }
+            (Some(_), Some(_)) => {
+                self.problem(format!("set {key} or {arn_key}, not both"));
+                Secret::Arn(String::new())
+            }
+            (None, None) => {
+                self.problem(format!("{key} (or {arn_key}) is required for SIGNER"));
+                Secret::Arn(String::new())
+            }
+        }
+    }
+
+    fn signer(&mut self) -> SignerConfig {
+        match self.opt("SIGNER").as_deref() {
+            None | Some("local") => {
+                let private_key = self.secret("BUYER_PRIVATE_KEY");
+                if let Secret::Value(k) = &private_key {
+                    let hex = k.0.strip_prefix("0x").unwrap_or(&k.0);
+                    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        // Never echo the value: it is a key, even when malformed.
+                        self.problem(
+                            "BUYER_PRIVATE_KEY must be 32 bytes of hex (0x + 64 hex digits)",
+                        );
+                    }
+                }
+                SignerConfig::Local { private_key }
+            }
+            Some(kind @ ("cdp" | "cdp-export")) => SignerConfig::Cdp {
+                export: kind == "cdp-export",
+                api_key_id: self.required("CDP_API_KEY_ID", "CDP API key id"),
+                api_key_secret: self.secret("CDP_API_KEY_SECRET"),
+                wallet_secret: self.secret("CDP_WALLET_SECRET"),
+                account_name: self.required("CDP_ACCOUNT_NAME", "CDP EVM account name"),
+            },
+            Some("kms") => SignerConfig::Kms {
+                key_id: self.required("KMS_KEY_ID", "KMS secp256k1 key id or ARN"),
+            },
+            Some(other) => {
+                self.problem(format!(
+                    "SIGNER={other:?} must be local, cdp, cdp-export or kms"
+                ));
+                SignerConfig::Kms {
+                    key_id: String::new(),
+                }
+            }
+        }
+    }
+
+    fn images(&mut self) -> ImagesConfig {
+        let presign_expiry_seconds =
+            self.positive("PRESIGN_EXPIRY_SECONDS", DEFAULT_PRESIGN_EXPIRY_SECONDS);
+        // S3 presigned URLs cannot outlive 7 days.
+        if presign_expiry_seconds > 7 * 24 * 3600 {
+            self.problem("PRESIGN_EXPIRY_SECONDS must be at most 604800 (7 days)");
+        }
+        match (self.opt("IMAGES_BUCKET"), self.opt("IMAGES_DIR")) {
+            (Some(bucket), None) => ImagesConfig::S3 {
+                bucket,
+                prefix: self
+                    .opt("IMAGES_PREFIX")
+                    .unwrap_or_else(|| "images/".into()),
+                presign_expiry_seconds,
+            },
+            (None, Some(dir)) => ImagesConfig::Dir { dir: dir.into() },
+            (Some(_), Some(_)) => {
+                self.problem("set IMAGES_BUCKET (S3) or IMAGES_DIR (local directory), not both");
+                ImagesConfig::Dir {
+                    dir: PathBuf::new(),
+                }
+            }
+            (None, None) => {
+                self.problem(
+                    "IMAGES_BUCKET (S3) or IMAGES_DIR (local directory) is required: where paid images are kept",
+                );
+                ImagesConfig::Dir {
+                    dir: PathBuf::new(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const KEY: &str = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    fn minimal() -> Vec<(&'static str, &'static str)> {
+        vec![
+            (
+                "SELLER_WALLET",
+                "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+            ),
+            ("GATEWAY_URL", "http://127.0.0.1:13001/"),
+            ("BUYER_PRIVATE_KEY", KEY),
+            ("IMAGES_DIR", "/tmp/images"),
+        ]
+    }
+
+    #[test]
+    fn minimal_local_config_gets_documented_defaults() {
+        let c = cfg(&minimal()).unwrap();
+        assert_eq!(c.server.port, 8080);
+        assert_eq!(c.server.host.to_string(), "0.0.0.0");
+        assert_eq!(c.money.session_budget.to_string(), "1.00");
+        assert_eq!(c.money.auto_approve_max, Usdc::from_atomic(100_000));
+        assert_eq!(c.chain.network, Network::BaseSepolia);
+        assert_eq!(c.chain.usdc_contract, Network::BaseSepolia.default_usdc());
+        assert_eq!(
+            c.gateway_url, "http://127.0.0.1:13001",
+            "trailing slash trimmed"
+        );
+        assert_eq!(c.model.provider, ModelProvider::Offline);
+        assert_eq!(c.model.model_id, DEFAULT_MODEL_ID);
+        assert_eq!(
+            c.sessions,
+            SessionsConfig::Local {
+                dir: ".local/sessions".into()
+            }
+        );
+        assert!(matches!(
+            c.signer,
+            SignerConfig::Local {
+                private_key: Secret::Value(_)
+            }
+        ));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = cfg(&[
+            ("AGENT_PORT", "eighty"),
+            ("SESSION_BUDGET_USDC", "1.0000001"),
+            ("AUTO_APPROVE_MAX_USDC", "-1"),
+            ("MODEL_PROVIDER", "gpt"),
+            ("SIGNER", "local"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "AGENT_PORT",
+            "SESSION_BUDGET_USDC",
+            "AUTO_APPROVE_MAX_USDC",
+            "MODEL_PROVIDER",
+            "SELLER_WALLET is required",
+            "GATEWAY_URL is required",
+            "BUYER_PRIVATE_KEY (or BUYER_PRIVATE_KEY_SECRET_ARN) is required",
+            "IMAGES_BUCKET (S3) or IMAGES_DIR",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(err.0.len(), 8, "{text}");
+    }
+
+    #[test]
+    fn a_malformed_key_is_refused_without_echoing_it() {
+        let mut env = minimal();
+        env.retain(|(k, _)| *k != "BUYER_PRIVATE_KEY");
+        env.push(("BUYER_PRIVATE_KEY", "0xdeadbeefsecret"));
+        let text = cfg(&env).unwrap_err().to_string();
+        assert!(text.contains("BUYER_PRIVATE_KEY must be 32 bytes"));
+        assert!(!text.contains("deadbeef"), "{text}");
+        let ok = cfg(&minimal()).unwrap();
+        assert!(
+            !format!("{ok:?}").contains(&KEY[2..]),
+            "Debug leaks the key"
+        );
+    }
+
+    #[test]
+    fn aws_shape_uses_memory_s3_and_secret_arns() {
+        let c = cfg(&[
+            (
+                "SELLER_WALLET",
+                "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+            ),
+            ("GATEWAY_URL", "https://gw.example.com/prod"),
+            ("NETWORK", "eip155:8453"),
+            ("SIGNER", "cdp"),
+            ("CDP_API_KEY_ID", "key-id"),
+            (
+                "CDP_API_KEY_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:1:secret:a",
+            ),
+            (
+                "CDP_WALLET_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:1:secret:b",
+            ),
+            ("CDP_ACCOUNT_NAME", "agent"),
+            ("IMAGES_BUCKET", "bucket"),
+            ("BEDROCK_AGENTCORE_MEMORY_ID", "mem-123"),
+            ("MODEL_PROVIDER", "bedrock"),
+        ])
+        .unwrap();
+        assert_eq!(c.chain.network, Network::Base);
+        assert_eq!(c.chain.usdc_contract, Network::Base.default_usdc());
+        assert_eq!(
+            c.sessions,
+            SessionsConfig::AgentCoreMemory {
+                memory_id: "mem-123".into()
+            }
+        );
+        assert!(matches!(
+            c.images,
+            ImagesConfig::S3 { ref prefix, presign_expiry_seconds: 3600, .. } if prefix == "images/"
+        ));
+        assert!(matches!(c.signer, SignerConfig::Cdp { export: false, .. }));
+        assert_eq!(c.model.provider, ModelProvider::Bedrock);
+    }
+
+    #[test]
+    fn conflicting_and_out_of_range_settings_are_refused() {
+        let mut env = minimal();
+        env.extend([
+            ("IMAGES_BUCKET", "b"),
+            ("BUYER_PRIVATE_KEY_SECRET_ARN", "arn:aws:secretsmanager:x"),
+            ("SESSION_BUDGET_USDC", "20"),
+            (
+                "SELLER_WALLET",
+                "0x0000000000000000000000000000000000000000",
+            ),
+            ("MAX_TURNS", "0"),
+        ]);
+        // later duplicates win in the map
+        let text = cfg(&env).unwrap_err().to_string();
+        for needle in [
+            "not both",
+            "BUYER_PRIVATE_KEY or BUYER_PRIVATE_KEY_SECRET_ARN, not both",
+            "above MAX_SESSION_BUDGET_USDC",
+            "zero address",
+            "MAX_TURNS must be greater than zero",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The service half of the agent, tested over its real boundaries: the HTTP /
+//! SSE / WebSocket contract in-process and over loopback, and the session
+//! stores against the local stack's moto.
+
+mod memory_store;
