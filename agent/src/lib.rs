@@ -7,5 +7,6 @@
 
 pub mod config;
 pub mod events;
+pub mod observability;
 pub mod session;
 pub mod turn;

@@ -3,3 +3,4 @@
 //! stores against the local stack's moto.
 
 mod memory_store;
+mod otlp;
