@@ -8,5 +8,6 @@
 pub mod config;
 pub mod events;
 pub mod observability;
+pub mod server;
 pub mod session;
 pub mod turn;
