@@ -5,9 +5,11 @@
 //! loop ([`turn`]) -> tool ([`agent_tools`]) -> payment (`tools` crate) ->
 //! result -> session -> response, with progress as [`events::AgentEvent`]s.
 
+pub mod chat;
 pub mod config;
 pub mod events;
 pub mod observability;
 pub mod server;
 pub mod session;
 pub mod turn;
+pub mod wiring;

@@ -1,11 +1,7 @@
 //! Shared helpers: serving the app on loopback, and a turn runner whose
 //! timing the test controls.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use agent::{
     events::{AgentEvent, Output, OutputMessage, ToolStatus},
