@@ -409,6 +409,30 @@ async fn websocket_round_trip_uses_the_chat_lambda_protocol() {
     let err = ws_next(&mut ws).await.unwrap();
     assert_eq!(err["type"], "error");
     assert!(err["message"].as_str().unwrap().contains("Invalid JSON"));
+    // Over the body limit (4096 bytes in these tests): an error, socket still open.
+    let big = json!({"input": {"prompt": "x"}, "pad": "a".repeat(5000)}).to_string();
+    ws.send(tungstenite::Message::text(big)).await.unwrap();
+    let err = ws_next(&mut ws).await.unwrap();
+    assert_eq!(err["type"], "error");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 4096"),
+        "{err}"
+    );
+    // A message without a prompt.
+    ws.send(tungstenite::Message::text(json!({"input": {}}).to_string()))
+        .await
+        .unwrap();
+    let err = ws_next(&mut ws).await.unwrap();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("prompt is required"),
+        "{err}"
+    );
     ws.send(tungstenite::Message::text(
         json!({"input": {"prompt": "again"}}).to_string(),
     ))
