@@ -41,8 +41,12 @@ pub struct Config {
     pub server: ServerConfig,
     pub sessions: SessionsConfig,
     pub chain: ChainConfig,
-    /// Base URL of the x402 seller (`{GATEWAY_URL}/generate_image`).
-    pub gateway_url: String,
+    /// `GATEWAY_URL`: base URL of the x402 seller (`{GATEWAY_URL}/generate_image`).
+    /// `None` when unset: the agent still chats, but buys nothing (the image
+    /// tools must answer that image generation is unavailable). The local
+    /// stack starts the agent this way when the gateway is not built; `main`
+    /// logs a warning. Set but malformed is an error.
+    pub gateway_url: Option<String>,
     pub money: MoneyConfig,
     pub signer: SignerConfig,
     pub images: ImagesConfig,
@@ -273,8 +277,10 @@ impl Config {
             r.problem("RPC_URL must be an http(s) URL");
         }
 
-        let gateway_url = r.required("GATEWAY_URL", "base URL of the x402 seller gateway");
-        if !gateway_url.is_empty() && !is_http_url(&gateway_url) {
+        let gateway_url = r.opt("GATEWAY_URL");
+        if let Some(gateway_url) = &gateway_url
+            && !is_http_url(gateway_url)
+        {
             r.problem(format!(
                 "GATEWAY_URL={gateway_url:?} must be an http(s) URL"
             ));
@@ -336,7 +342,7 @@ impl Config {
                 server,
                 sessions,
                 chain,
-                gateway_url: gateway_url.trim_end_matches('/').to_owned(),
+                gateway_url: gateway_url.map(|u| u.trim_end_matches('/').to_owned()),
                 money,
                 signer,
                 images,
@@ -554,7 +560,8 @@ mod tests {
         assert_eq!(c.chain.network, Network::BaseSepolia);
         assert_eq!(c.chain.usdc_contract, Network::BaseSepolia.default_usdc());
         assert_eq!(
-            c.gateway_url, "http://127.0.0.1:13001",
+            c.gateway_url.as_deref(),
+            Some("http://127.0.0.1:13001"),
             "trailing slash trimmed"
         );
         assert_eq!(c.model.provider, ModelProvider::Offline);
@@ -590,13 +597,12 @@ mod tests {
             "AUTO_APPROVE_MAX_USDC",
             "MODEL_PROVIDER",
             "SELLER_WALLET is required",
-            "GATEWAY_URL is required",
             "BUYER_PRIVATE_KEY (or BUYER_PRIVATE_KEY_SECRET_ARN) is required",
             "IMAGES_BUCKET (S3) or IMAGES_DIR",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
-        assert_eq!(err.0.len(), 8, "{text}");
+        assert_eq!(err.0.len(), 7, "{text}");
     }
 
     #[test]
@@ -667,6 +673,7 @@ mod tests {
                 "0x0000000000000000000000000000000000000000",
             ),
             ("MAX_TURNS", "0"),
+            ("GATEWAY_URL", "ftp://gateway"),
         ]);
         // later duplicates win in the map
         let text = cfg(&env).unwrap_err().to_string();
@@ -676,6 +683,7 @@ mod tests {
             "above MAX_SESSION_BUDGET_USDC",
             "zero address",
             "MAX_TURNS must be greater than zero",
+            "GATEWAY_URL=\"ftp://gateway\" must be an http(s) URL",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }

@@ -95,9 +95,13 @@ async fn serve() -> anyhow::Result<()> {
         seller = %config.chain.seller_wallet,
         session_budget = %config.money.session_budget,
         auto_approve_max = %config.money.auto_approve_max,
+        gateway = config.gateway_url.as_deref().unwrap_or("none"),
         sessions = ?config.sessions,
         "agent listening"
     );
+    if config.gateway_url.is_none() {
+        tracing::warn!("GATEWAY_URL is unset: the agent will chat but cannot buy images");
+    }
     let health = state.health().clone();
     axum::serve(listener, server::app(state))
         .with_graceful_shutdown(shutdown_signal())

@@ -45,7 +45,6 @@ fn refuses_to_start_half_configured_listing_every_problem() {
     for needle in [
         "SESSION_BUDGET_USDC",
         "SELLER_WALLET is required",
-        "GATEWAY_URL is required",
         "KMS_KEY_ID is required",
         "IMAGES_BUCKET (S3) or IMAGES_DIR",
     ] {
