@@ -93,6 +93,15 @@ pub async fn build(cfg: &Config) -> Result<AppState, WiringError> {
 }
 
 /// The tool loop behind the server.
+///
+/// Integration point with `turn` (CORE's side): today `turn::run_turn` is the
+/// lead's stub and takes only the request. When it takes its dependencies
+/// (`TurnDeps`/`Agent`: model, session store, x402 client, image store,
+/// signer, money settings), `build` constructs them here from `cfg` — the
+/// store from [`session_store`], secrets through [`resolve_secret`], the
+/// seller from `cfg.chain.seller_wallet`, limits from `cfg.money`, the model
+/// from `cfg.model` — and this struct holds them. Background work that must
+/// not be cut short takes `AppState::health().busy()`.
 struct LoopRunner;
 
 #[async_trait]
