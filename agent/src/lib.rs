@@ -5,9 +5,12 @@
 //! loop ([`turn`]) -> tool ([`agent_tools`]) -> payment (`tools` crate) ->
 //! result -> session -> response, with progress as [`events::AgentEvent`]s.
 
+pub mod agent_tools;
 pub mod chat;
 pub mod config;
 pub mod events;
+pub mod ledger;
+pub mod model;
 pub mod observability;
 pub mod server;
 pub mod session;

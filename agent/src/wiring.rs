@@ -8,17 +8,30 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use alloy::signers::local::PrivateKeySigner;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_bedrockagentcore::error::DisplayErrorContext;
-use tokio::sync::mpsc;
 
 use crate::{
-    config::{Config, Secret, SecretString, SessionsConfig},
-    events::{AgentEvent, Output},
-    server::{AppState, Limits, TurnRunner},
+    agent_tools::{
+        ToolBox,
+        images::{DirImageStore, ImageStore, S3ImageStore},
+        seller::{ImageSeller, X402Seller},
+        wallet::ChainWallet,
+    },
+    config::{
+        Config, ImagesConfig, ModelProvider, Secret, SecretString, SessionsConfig, SignerConfig,
+    },
+    ledger::MoneyRules,
+    model::{
+        Model,
+        bedrock::{self, BedrockModel},
+        offline::OfflineModel,
+        retry::{Backoff, Retry},
+    },
+    server::{AppState, Limits},
     session::{SessionStore, local::LocalSessionStore, memory::MemorySessionStore},
-    turn::{self, TurnError, TurnRequest},
+    turn::{TurnDeps, TurnSettings},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -87,30 +100,103 @@ pub fn limits(cfg: &Config) -> Limits {
 /// The whole service, ready for [`server::app`](crate::server::app).
 pub async fn build(cfg: &Config) -> Result<AppState, WiringError> {
     let aws = aws_config().await;
-    let _store = session_store(cfg, &aws);
-    let runner = Arc::new(LoopRunner);
+    let store = session_store(cfg, &aws);
+    let runner = Arc::new(turn_deps(cfg, &aws, store).await?);
     Ok(AppState::new(runner, limits(cfg)))
 }
 
-/// The tool loop behind the server.
-///
-/// Integration point with `turn` (CORE's side): today `turn::run_turn` is the
-/// lead's stub and takes only the request. When it takes its dependencies
-/// (`TurnDeps`/`Agent`: model, session store, x402 client, image store,
-/// signer, money settings), `build` constructs them here from `cfg` — the
-/// store from [`session_store`], secrets through [`resolve_secret`], the
-/// seller from `cfg.chain.seller_wallet`, limits from `cfg.money`, the model
-/// from `cfg.model` — and this struct holds them. Background work that must
-/// not be cut short takes `AppState::health().busy()`.
-struct LoopRunner;
-
-#[async_trait]
-impl TurnRunner for LoopRunner {
-    async fn run_turn(
-        &self,
-        req: TurnRequest,
-        events: mpsc::Sender<AgentEvent>,
-    ) -> Result<Output, TurnError> {
-        turn::run_turn(req, events).await
+/// The model the configuration names: the offline planner, or Bedrock
+/// (ConverseStream) behind the throttling retry layer.
+pub fn model(cfg: &Config, aws: &SdkConfig) -> Arc<dyn Model> {
+    match cfg.model.provider {
+        ModelProvider::Offline => Arc::new(OfflineModel),
+        ModelProvider::Bedrock => Arc::new(Retry::new(
+            BedrockModel::new(bedrock::client(aws), cfg.model.model_id.clone()),
+            Backoff::default(),
+        )),
     }
+}
+
+/// The payment signer. Only `SIGNER=local` is available until the `tools`
+/// crate's CDP and KMS signers land; the others refuse to start.
+pub async fn signer(
+    cfg: &Config,
+    aws: &SdkConfig,
+) -> Result<Arc<dyn alloy::signers::Signer + Send + Sync>, WiringError> {
+    match &cfg.signer {
+        SignerConfig::Local { private_key } => {
+            let key = resolve_secret(private_key, aws).await?;
+            let signer: PrivateKeySigner = key
+                .expose()
+                .parse()
+                .map_err(|_| WiringError::Setup("BUYER_PRIVATE_KEY is not a valid key".into()))?;
+            Ok(Arc::new(signer))
+        }
+        SignerConfig::Cdp { .. } | SignerConfig::Kms { .. } => Err(WiringError::Setup(
+            "SIGNER=cdp, cdp-export and kms are not available in this build yet (they come from \
+             the `tools` crate); use SIGNER=local"
+                .into(),
+        )),
+    }
+}
+
+/// The image store the configuration names.
+pub fn image_store(cfg: &Config, aws: &SdkConfig) -> Arc<dyn ImageStore> {
+    match &cfg.images {
+        ImagesConfig::Dir { dir } => Arc::new(DirImageStore::new(dir.clone())),
+        ImagesConfig::S3 {
+            bucket,
+            prefix,
+            presign_expiry_seconds,
+        } => {
+            // moto (AWS_ENDPOINT_URL) needs path-style addressing.
+            let conf = aws_sdk_s3::config::Builder::from(aws)
+                .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
+                .build();
+            Arc::new(S3ImageStore::new(
+                aws_sdk_s3::Client::from_conf(conf),
+                bucket.clone(),
+                prefix.clone(),
+                std::time::Duration::from_secs(*presign_expiry_seconds),
+            ))
+        }
+    }
+}
+
+/// The tool loop and everything it depends on.
+pub async fn turn_deps(
+    cfg: &Config,
+    aws: &SdkConfig,
+    store: Arc<dyn SessionStore>,
+) -> Result<TurnDeps, WiringError> {
+    let model = model(cfg, aws);
+    let signer = signer(cfg, aws).await?;
+    let payer = signer.address();
+    let seller = cfg.gateway_url.as_deref().map(|url| {
+        Arc::new(X402Seller::new(url, cfg.chain.network, signer.clone())) as Arc<dyn ImageSeller>
+    });
+    let wallet = ChainWallet::new(&cfg.chain.rpc_url, cfg.chain.usdc_contract, payer)
+        .map_err(|e| WiringError::Setup(e.to_string()))?;
+    let tools = ToolBox {
+        seller,
+        images: image_store(cfg, aws),
+        wallet: Arc::new(wallet),
+        vision: model.clone(),
+        rules: MoneyRules {
+            seller: cfg.chain.seller_wallet,
+            asset: cfg.chain.usdc_contract,
+            network: cfg.chain.network,
+            auto_approve_max: cfg.money.auto_approve_max,
+        },
+    };
+    Ok(TurnDeps {
+        model,
+        store,
+        tools: Arc::new(tools),
+        settings: TurnSettings {
+            max_turns: cfg.model.max_turns,
+            max_tokens: cfg.model.max_tokens,
+            default_budget: cfg.money.session_budget,
+        },
+    })
 }

@@ -1,0 +1,713 @@
+//! The payment ledger: every money decision, as pure functions over the
+//! session's ledger entries.
+//!
+//! Each paid image is one *request*, identified by [`request_id`]: a digest
+//! of the session and the exact [`ImageRequest`], so a repeated tool call, a
+//! retried invocation or a restarted process all find the same request. A
+//! request moves through one state machine, and each step is appended to the
+//! session store *before* the next one starts:
+//!
+//! ```text
+//!  New ──quote──▶ Quoted ──make_payment (user said yes)──▶ Consented
+//!                   │  (within auto-approve)                   │
+//!                   └──────────────┬───────────────────────────┘
+//!                                  ▼
+//!              Prepared  (signed authorization persisted, nothing sent yet)
+//!                                  │  send; on any doubt re-send the SAME payment
+//!                                  ▼
+//!                 Paid (settled, receipt) ──▶ Stored (image kept, URL known)
+//! ```
+//!
+//! Why this order keeps the money rules:
+//! - **Never pay twice.** The signed EIP-3009 authorization is stored before
+//!   it is sent. After a crash, timeout or retry the same authorization is
+//!   re-sent: it carries one nonce, the token honours a nonce once, and the
+//!   gateway answers a repeated payment with the content it already sold.
+//!   A new authorization is only ever signed for a request in `Quoted` or
+//!   `Consented` state.
+//! - **Never lose paid content.** `Paid` and `Stored` are separate steps; a
+//!   request stuck in `Prepared` or `Paid` is finished by re-sending.
+//! - **Never exceed the budget.** [`committed_spend`] counts every prepared
+//!   payment, settled or not (a prepared payment *may* settle), so the budget
+//!   check is conservative.
+//! - **Never pay anyone else.** [`check_quote`] refuses a quote whose payee,
+//!   asset or network differs from configuration; the model supplies none of
+//!   them (tool arguments cannot name a payee, an amount or a budget).
+//! - **Consent comes from the user.** [`consent`] is refused in the same turn
+//!   as the quote: the user must have answered in a new message.
+
+use alloy::primitives::Address;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use x402::{Network, Usdc, catalog::ImageRequest};
+
+use crate::events::PaymentReceipt;
+
+/// The seller's price for one request, normalised from its 402 answer, plus
+/// what the payment must repeat verbatim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    /// x402 protocol version the seller spoke (1 or 2).
+    pub version: u8,
+    pub amount: Usdc,
+    #[serde(with = "x402::wire::checksummed")]
+    pub pay_to: Address,
+    #[serde(with = "x402::wire::checksummed")]
+    pub asset: Address,
+    pub network: Network,
+    /// The paid URL.
+    pub resource: String,
+    pub max_timeout_seconds: u64,
+    /// The requirement as the seller sent it (v2 payments repeat it verbatim;
+    /// it also carries the token's EIP-712 name/version in `extra`).
+    pub requirement: serde_json::Value,
+    /// v2 `resource` object, repeated in the payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_info: Option<serde_json::Value>,
+}
+
+/// A signed payment, ready to send and persisted before it is.
+///
+/// `header_value` is a bearer instrument until settled: it is never logged
+/// (the `Debug` impl hides it), only stored in the session and sent to the
+/// seller.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedPayment {
+    /// `PAYMENT-SIGNATURE` (v2) or `X-PAYMENT` (v1).
+    pub header_name: String,
+    pub header_value: String,
+    pub amount: Usdc,
+    #[serde(with = "x402::wire::checksummed")]
+    pub pay_to: Address,
+    #[serde(with = "x402::wire::checksummed")]
+    pub payer: Address,
+    /// EIP-3009 nonce (0x-hex): what makes the payment single-use on chain.
+    pub nonce: String,
+    /// Unix seconds after which the authorization can no longer settle.
+    pub valid_before: u64,
+}
+
+impl std::fmt::Debug for PreparedPayment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedPayment")
+            .field("header_name", &self.header_name)
+            .field("header_value", &"[redacted]")
+            .field("amount", &self.amount)
+            .field("pay_to", &self.pay_to)
+            .field("payer", &self.payer)
+            .field("nonce", &self.nonce)
+            .field("valid_before", &self.valid_before)
+            .finish()
+    }
+}
+
+/// An image kept for the session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredImage {
+    pub image_id: String,
+    /// Key in the image store.
+    pub key: String,
+    pub url: String,
+    pub prompt: String,
+}
+
+/// One ledger entry, stored as `Record::Ledger { entry }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LedgerEntry {
+    Quoted {
+        request_id: String,
+        turn_id: String,
+        request: ImageRequest,
+        quote: Quote,
+    },
+    Consented {
+        request_id: String,
+        turn_id: String,
+        amount: Usdc,
+    },
+    Prepared {
+        request_id: String,
+        payment: PreparedPayment,
+    },
+    Paid {
+        request_id: String,
+        receipt: PaymentReceipt,
+    },
+    Stored {
+        request_id: String,
+        image: StoredImage,
+    },
+    /// The seller refused the prepared payment (it did not settle). The
+    /// amount stays counted as spent: refusing is conservative.
+    Rejected { request_id: String, reason: String },
+}
+
+impl LedgerEntry {
+    pub fn request_id(&self) -> &str {
+        match self {
+            LedgerEntry::Quoted { request_id, .. }
+            | LedgerEntry::Consented { request_id, .. }
+            | LedgerEntry::Prepared { request_id, .. }
+            | LedgerEntry::Paid { request_id, .. }
+            | LedgerEntry::Stored { request_id, .. }
+            | LedgerEntry::Rejected { request_id, .. } => request_id,
+        }
+    }
+
+    /// The session-store idempotency key of this entry: one write per step
+    /// of a request (per turn for quotes and consents, which may repeat).
+    pub fn idempotency_key(&self) -> String {
+        match self {
+            LedgerEntry::Quoted {
+                request_id,
+                turn_id,
+                ..
+            } => format!("ledger:{request_id}:quoted:{turn_id}"),
+            LedgerEntry::Consented {
+                request_id,
+                turn_id,
+                ..
+            } => format!("ledger:{request_id}:consented:{turn_id}"),
+            LedgerEntry::Prepared { request_id, .. } => format!("ledger:{request_id}:prepared"),
+            LedgerEntry::Paid { request_id, .. } => format!("ledger:{request_id}:paid"),
+            LedgerEntry::Stored { request_id, .. } => format!("ledger:{request_id}:stored"),
+            LedgerEntry::Rejected { request_id, .. } => format!("ledger:{request_id}:rejected"),
+        }
+    }
+}
+
+/// The stable id of an image request within a session.
+pub fn request_id(session_id: &str, req: &ImageRequest) -> String {
+    let mut h = Sha256::new();
+    h.update(session_id.as_bytes());
+    h.update([0]);
+    h.update(serde_json::to_vec(req).expect("ImageRequest serialises"));
+    format!("img-{}", &hex::encode(h.finalize())[..20])
+}
+
+/// Where one request stands, folded from the ledger in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestState {
+    New,
+    Quoted {
+        request: ImageRequest,
+        quote: Quote,
+        quoted_in: String,
+        /// Amount the user consented to, if any.
+        consent: Option<Usdc>,
+    },
+    Prepared {
+        request: ImageRequest,
+        payment: PreparedPayment,
+    },
+    Paid {
+        request: ImageRequest,
+        payment: PreparedPayment,
+        receipt: PaymentReceipt,
+    },
+    Stored {
+        receipt: Option<PaymentReceipt>,
+        image: StoredImage,
+    },
+    Rejected {
+        reason: String,
+    },
+}
+
+/// Folds the ledger entries of `request_id` into its current state. Later
+/// quotes replace earlier ones until a payment is prepared; after that the
+/// prepared payment is final (a duplicate entry from a retried write changes
+/// nothing).
+pub fn request_state(entries: &[LedgerEntry], request_id: &str) -> RequestState {
+    let mut state = RequestState::New;
+    let mut request: Option<ImageRequest> = None;
+    for e in entries.iter().filter(|e| e.request_id() == request_id) {
+        state = match (state, e) {
+            (
+                s @ (RequestState::New | RequestState::Quoted { .. }),
+                LedgerEntry::Quoted {
+                    request: r,
+                    quote,
+                    turn_id,
+                    ..
+                },
+            ) => {
+                request = Some(r.clone());
+                let consent = match s {
+                    RequestState::Quoted { consent, .. } => consent,
+                    _ => None,
+                };
+                RequestState::Quoted {
+                    request: r.clone(),
+                    quote: quote.clone(),
+                    quoted_in: turn_id.clone(),
+                    consent,
+                }
+            }
+            (
+                RequestState::Quoted {
+                    request,
+                    quote,
+                    quoted_in,
+                    ..
+                },
+                LedgerEntry::Consented { amount, .. },
+            ) => RequestState::Quoted {
+                request,
+                quote,
+                quoted_in,
+                consent: Some(*amount),
+            },
+            (
+                RequestState::New | RequestState::Quoted { .. },
+                LedgerEntry::Prepared { payment, .. },
+            ) => RequestState::Prepared {
+                request: request.clone().unwrap_or_else(|| ImageRequest {
+                    prompt: String::new(),
+                    size: Default::default(),
+                    quality: Default::default(),
+                    seed: None,
+                }),
+                payment: payment.clone(),
+            },
+            (RequestState::Prepared { request, payment }, LedgerEntry::Paid { receipt, .. }) => {
+                RequestState::Paid {
+                    request,
+                    payment,
+                    receipt: receipt.clone(),
+                }
+            }
+            (RequestState::Prepared { .. }, LedgerEntry::Rejected { reason, .. }) => {
+                RequestState::Rejected {
+                    reason: reason.clone(),
+                }
+            }
+            (RequestState::Paid { receipt, .. }, LedgerEntry::Stored { image, .. }) => {
+                RequestState::Stored {
+                    receipt: Some(receipt),
+                    image: image.clone(),
+                }
+            }
+            // Anything else is a duplicate or out-of-order write: ignore it.
+            (s, _) => s,
+        };
+    }
+    state
+}
+
+/// Money committed in the session: every prepared payment, settled or not.
+pub fn committed_spend(entries: &[LedgerEntry]) -> Usdc {
+    let mut seen = std::collections::BTreeSet::new();
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            LedgerEntry::Prepared {
+                request_id,
+                payment,
+            } if seen.insert(request_id.as_str()) => Some(payment.amount),
+            _ => None,
+        })
+        .fold(Usdc::ZERO, |a, b| {
+            a.checked_add(b).unwrap_or(Usdc::from_atomic(u64::MAX))
+        })
+}
+
+/// Money that settled (receipts), for display.
+pub fn settled_spend(entries: &[LedgerEntry]) -> Usdc {
+    let mut seen = std::collections::BTreeSet::new();
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            LedgerEntry::Paid {
+                request_id,
+                receipt,
+            } if seen.insert(request_id.as_str()) => Some(receipt.amount),
+            _ => None,
+        })
+        .fold(Usdc::ZERO, |a, b| {
+            a.checked_add(b).unwrap_or(Usdc::from_atomic(u64::MAX))
+        })
+}
+
+/// Images of the session, oldest first.
+pub fn images(entries: &[LedgerEntry]) -> Vec<&StoredImage> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            LedgerEntry::Stored { image, .. } => Some(image),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The fixed money settings: from configuration only, never from the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MoneyRules {
+    /// The only payee.
+    pub seller: Address,
+    /// The only asset (USDC on `network`).
+    pub asset: Address,
+    pub network: Network,
+    /// Largest price paid without asking the user.
+    pub auto_approve_max: Usdc,
+}
+
+/// Why a payment is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    #[error("the seller asked to be paid at {got}, but the only allowed payee is {expected}")]
+    WrongPayee { expected: Address, got: Address },
+    #[error("the seller asked for asset {got}, but only USDC ({expected}) is allowed")]
+    WrongAsset { expected: Address, got: Address },
+    #[error("the seller asked for payment on {got}, but the agent pays on {expected}")]
+    WrongNetwork { expected: Network, got: Network },
+    #[error("the seller quoted a price of zero")]
+    ZeroPrice,
+    #[error(
+        "this image costs {amount} USDC but only {remaining} USDC of the session budget of {budget} USDC is left"
+    )]
+    OverBudget {
+        amount: Usdc,
+        remaining: Usdc,
+        budget: Usdc,
+    },
+    #[error("there is no quote for request {0}; call generate_image or estimate_image_cost first")]
+    NoQuote(String),
+    #[error(
+        "the user has not confirmed yet: ask them and call make_payment after they agree in a new message"
+    )]
+    SameTurnConsent,
+    #[error("request {0} is already paid")]
+    AlreadyPaid(String),
+}
+
+/// Refuses a quote that would pay anyone or anything but what configuration
+/// allows.
+pub fn check_quote(quote: &Quote, rules: &MoneyRules) -> Result<(), Refusal> {
+    if quote.pay_to != rules.seller {
+        return Err(Refusal::WrongPayee {
+            expected: rules.seller,
+            got: quote.pay_to,
+        });
+    }
+    if quote.asset != rules.asset {
+        return Err(Refusal::WrongAsset {
+            expected: rules.asset,
+            got: quote.asset,
+        });
+    }
+    if quote.network != rules.network {
+        return Err(Refusal::WrongNetwork {
+            expected: rules.network,
+            got: quote.network,
+        });
+    }
+    if quote.amount == Usdc::ZERO {
+        return Err(Refusal::ZeroPrice);
+    }
+    Ok(())
+}
+
+/// What to do with a valid quote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Sign and send now.
+    Pay,
+    /// Above the auto-approve limit and not yet consented: ask the user.
+    NeedsConsent {
+        amount: Usdc,
+        auto_approve_max: Usdc,
+    },
+}
+
+/// Whether a quote may be paid now. The budget applies to everything, consent
+/// included; consent covers at most the amount the user agreed to.
+pub fn decide(
+    entries: &[LedgerEntry],
+    quote: &Quote,
+    consent: Option<Usdc>,
+    rules: &MoneyRules,
+    budget: Usdc,
+) -> Result<Decision, Refusal> {
+    check_quote(quote, rules)?;
+    let spent = committed_spend(entries);
+    let remaining = budget.saturating_sub(spent);
+    if quote.amount > remaining {
+        return Err(Refusal::OverBudget {
+            amount: quote.amount,
+            remaining,
+            budget,
+        });
+    }
+    if quote.amount <= rules.auto_approve_max || consent.is_some_and(|c| quote.amount <= c) {
+        Ok(Decision::Pay)
+    } else {
+        Ok(Decision::NeedsConsent {
+            amount: quote.amount,
+            auto_approve_max: rules.auto_approve_max,
+        })
+    }
+}
+
+/// Records the user's consent for a quoted request: the entry to append.
+/// Refused unless the quote was shown in an earlier turn (so the user has
+/// seen the price and answered), and never for a request already paid.
+pub fn consent(
+    entries: &[LedgerEntry],
+    request_id: &str,
+    turn_id: &str,
+) -> Result<LedgerEntry, Refusal> {
+    match request_state(entries, request_id) {
+        RequestState::Quoted {
+            quote, quoted_in, ..
+        } => {
+            if quoted_in == turn_id {
+                return Err(Refusal::SameTurnConsent);
+            }
+            Ok(LedgerEntry::Consented {
+                request_id: request_id.into(),
+                turn_id: turn_id.into(),
+                amount: quote.amount,
+            })
+        }
+        RequestState::New => Err(Refusal::NoQuote(request_id.into())),
+        _ => Err(Refusal::AlreadyPaid(request_id.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::address;
+
+    const SELLER: Address = address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
+    const EVIL: Address = address!("0x000000000000000000000000000000000000dEaD");
+
+    fn usdc(s: &str) -> Usdc {
+        s.parse().unwrap()
+    }
+
+    fn rules() -> MoneyRules {
+        MoneyRules {
+            seller: SELLER,
+            asset: Network::BaseSepolia.default_usdc(),
+            network: Network::BaseSepolia,
+            auto_approve_max: usdc("0.10"),
+        }
+    }
+
+    fn quote(amount: &str) -> Quote {
+        Quote {
+            version: 2,
+            amount: usdc(amount),
+            pay_to: SELLER,
+            asset: Network::BaseSepolia.default_usdc(),
+            network: Network::BaseSepolia,
+            resource: "http://127.0.0.1/generate_image".into(),
+            max_timeout_seconds: 300,
+            requirement: serde_json::json!({}),
+            resource_info: None,
+        }
+    }
+
+    fn req(prompt: &str) -> ImageRequest {
+        ImageRequest {
+            prompt: prompt.into(),
+            size: Default::default(),
+            quality: Default::default(),
+            seed: None,
+        }
+    }
+
+    fn prepared(id: &str, amount: &str) -> LedgerEntry {
+        LedgerEntry::Prepared {
+            request_id: id.into(),
+            payment: PreparedPayment {
+                header_name: "PAYMENT-SIGNATURE".into(),
+                header_value: "secret".into(),
+                amount: usdc(amount),
+                pay_to: SELLER,
+                payer: EVIL,
+                nonce: "0x01".into(),
+                valid_before: 0,
+            },
+        }
+    }
+
+    fn quoted(id: &str, amount: &str, turn: &str) -> LedgerEntry {
+        LedgerEntry::Quoted {
+            request_id: id.into(),
+            turn_id: turn.into(),
+            request: req("a cat"),
+            quote: quote(amount),
+        }
+    }
+
+    fn receipt(id: &str, amount: &str) -> PaymentReceipt {
+        PaymentReceipt {
+            request_id: id.into(),
+            amount: usdc(amount),
+            asset: "USDC".into(),
+            network: "base-sepolia".into(),
+            pay_to: SELLER.to_string(),
+            payer: EVIL.to_string(),
+            transaction: "0xabc".into(),
+            transaction_url: String::new(),
+            resource: String::new(),
+        }
+    }
+
+    #[test]
+    fn request_ids_are_stable_per_session_and_request() {
+        assert_eq!(request_id("s1", &req("cat")), request_id("s1", &req("cat")));
+        assert_ne!(request_id("s1", &req("cat")), request_id("s2", &req("cat")));
+        assert_ne!(request_id("s1", &req("cat")), request_id("s1", &req("dog")));
+        let mut seeded = req("cat");
+        seeded.seed = Some(7);
+        assert_ne!(request_id("s1", &req("cat")), request_id("s1", &seeded));
+    }
+
+    #[test]
+    fn a_quote_for_anyone_or_anything_else_is_refused() {
+        let mut q = quote("0.04");
+        q.pay_to = EVIL;
+        assert!(matches!(
+            check_quote(&q, &rules()),
+            Err(Refusal::WrongPayee { .. })
+        ));
+        let mut q = quote("0.04");
+        q.asset = EVIL;
+        assert!(matches!(
+            check_quote(&q, &rules()),
+            Err(Refusal::WrongAsset { .. })
+        ));
+        let mut q = quote("0.04");
+        q.network = Network::Base;
+        assert!(matches!(
+            check_quote(&q, &rules()),
+            Err(Refusal::WrongNetwork { .. })
+        ));
+        assert_eq!(check_quote(&quote("0"), &rules()), Err(Refusal::ZeroPrice));
+        assert_eq!(check_quote(&quote("0.04"), &rules()), Ok(()));
+    }
+
+    #[test]
+    fn auto_approve_consent_and_budget() {
+        let none: &[LedgerEntry] = &[];
+        let budget = usdc("1.00");
+        assert_eq!(
+            decide(none, &quote("0.10"), None, &rules(), budget),
+            Ok(Decision::Pay)
+        );
+        assert_eq!(
+            decide(none, &quote("0.11"), None, &rules(), budget),
+            Ok(Decision::NeedsConsent {
+                amount: usdc("0.11"),
+                auto_approve_max: usdc("0.10")
+            })
+        );
+        assert_eq!(
+            decide(none, &quote("0.11"), Some(usdc("0.11")), &rules(), budget),
+            Ok(Decision::Pay)
+        );
+        // Consent to a lower price does not cover a higher re-quote.
+        assert!(matches!(
+            decide(none, &quote("0.20"), Some(usdc("0.11")), &rules(), budget),
+            Ok(Decision::NeedsConsent { .. })
+        ));
+        // The budget binds even with consent; prepared-but-unsettled payments count.
+        let spent = [
+            prepared("a", "0.50"),
+            prepared("b", "0.45"),
+            prepared("b", "0.45"),
+        ];
+        assert_eq!(
+            committed_spend(&spent),
+            usdc("0.95"),
+            "duplicates count once"
+        );
+        assert_eq!(
+            decide(&spent, &quote("0.06"), Some(usdc("0.06")), &rules(), budget),
+            Err(Refusal::OverBudget {
+                amount: usdc("0.06"),
+                remaining: usdc("0.05"),
+                budget
+            })
+        );
+        assert_eq!(
+            decide(&spent, &quote("0.05"), None, &rules(), budget),
+            Ok(Decision::Pay)
+        );
+        // Exactly at the limit is allowed; a zero budget refuses everything.
+        assert!(decide(none, &quote("0.01"), None, &rules(), Usdc::ZERO).is_err());
+    }
+
+    #[test]
+    fn the_state_machine_moves_forward_only() {
+        let id = "img-1";
+        let mut ledger = vec![quoted(id, "0.20", "t1")];
+        assert!(matches!(
+            request_state(&ledger, id),
+            RequestState::Quoted { consent: None, .. }
+        ));
+        assert_eq!(consent(&ledger, id, "t1"), Err(Refusal::SameTurnConsent));
+        assert_eq!(
+            consent(&ledger, "other", "t2"),
+            Err(Refusal::NoQuote("other".into()))
+        );
+        ledger.push(consent(&ledger, id, "t2").unwrap());
+        assert!(matches!(
+            request_state(&ledger, id),
+            RequestState::Quoted { consent: Some(a), .. } if a == usdc("0.20")
+        ));
+        ledger.push(prepared(id, "0.20"));
+        let RequestState::Prepared { payment, request } = request_state(&ledger, id) else {
+            panic!("prepared")
+        };
+        assert_eq!(request.prompt, "a cat");
+        // A later quote or a second prepared payment never replaces the first.
+        ledger.push(quoted(id, "0.01", "t3"));
+        ledger.push(prepared(id, "0.01"));
+        assert!(
+            matches!(request_state(&ledger, id), RequestState::Prepared { payment: p, .. } if p == payment)
+        );
+        assert_eq!(
+            consent(&ledger, id, "t4"),
+            Err(Refusal::AlreadyPaid(id.into()))
+        );
+        ledger.push(LedgerEntry::Paid {
+            request_id: id.into(),
+            receipt: receipt(id, "0.20"),
+        });
+        ledger.push(LedgerEntry::Stored {
+            request_id: id.into(),
+            image: StoredImage {
+                image_id: "i1".into(),
+                key: "k".into(),
+                url: "file:///k".into(),
+                prompt: "a cat".into(),
+            },
+        });
+        assert!(matches!(
+            request_state(&ledger, id),
+            RequestState::Stored {
+                receipt: Some(_),
+                ..
+            }
+        ));
+        assert_eq!(settled_spend(&ledger), usdc("0.20"));
+        assert_eq!(committed_spend(&ledger), usdc("0.20"));
+        assert_eq!(images(&ledger).len(), 1);
+    }
+
+    #[test]
+    fn entries_round_trip_and_never_print_the_payment() {
+        let e = prepared("x", "0.04");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["type"], "prepared");
+        assert_eq!(serde_json::from_value::<LedgerEntry>(json).unwrap(), e);
+        assert!(!format!("{e:?}").contains("secret"));
+    }
+}
