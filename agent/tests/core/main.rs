@@ -1,0 +1,8 @@
+//! The core of the agent, tested over its real boundaries: the Bedrock
+//! adapter through the real SDK against a wire-format stand-in, the tool loop
+//! with a scripted model, and the money rules against the local stack
+//! (Anvil, the official x402 facilitator) with real payments.
+
+mod bedrock_server;
+mod bedrock_wire;
+mod support;

@@ -1,0 +1,158 @@
+//! Helpers for the core tests: a tool loop wired to real local stores, with
+//! the model and the seller chosen by the test.
+
+use std::{path::PathBuf, sync::Arc};
+
+use agent::{
+    agent_tools::{
+        ToolBox,
+        images::DirImageStore,
+        seller::ImageSeller,
+        wallet::{ChainWallet, Wallet},
+    },
+    events::{AgentEvent, Output},
+    ledger::MoneyRules,
+    model::Model,
+    session::{Record, SessionStore, local::LocalSessionStore},
+    turn::{TurnDeps, TurnError, TurnRequest, TurnSettings, run_turn},
+};
+use alloy::primitives::{Address, address};
+use tokio::sync::mpsc;
+use x402::{Network, Usdc};
+
+pub const SELLER: Address = address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
+
+pub fn usdc(s: &str) -> Usdc {
+    s.parse().unwrap()
+}
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("agent-core-{what}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub struct Harness {
+    pub deps: TurnDeps,
+    pub store: Arc<LocalSessionStore>,
+    pub dir: PathBuf,
+}
+
+pub struct Options {
+    pub seller: Option<Arc<dyn ImageSeller>>,
+    pub wallet: Option<Arc<dyn Wallet>>,
+    pub rules: MoneyRules,
+    pub settings: TurnSettings,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            seller: None,
+            wallet: None,
+            rules: MoneyRules {
+                seller: SELLER,
+                asset: Network::BaseSepolia.default_usdc(),
+                network: Network::BaseSepolia,
+                auto_approve_max: usdc("0.10"),
+            },
+            settings: TurnSettings {
+                max_turns: 8,
+                max_tokens: 1000,
+                default_budget: usdc("1.00"),
+            },
+        }
+    }
+}
+
+impl Harness {
+    pub fn new(model: Arc<dyn Model>, opts: Options) -> Harness {
+        Harness::in_dir(model, opts, temp_dir("harness"))
+    }
+
+    /// Same stores as an earlier harness in `dir` (a restarted process).
+    pub fn in_dir(model: Arc<dyn Model>, opts: Options, dir: PathBuf) -> Harness {
+        let store = Arc::new(LocalSessionStore::new(dir.join("sessions")));
+        let wallet = opts.wallet.unwrap_or_else(|| {
+            // Never called by tests that use this default (nothing listens).
+            Arc::new(
+                ChainWallet::new("http://127.0.0.1:9", opts.rules.asset, Address::ZERO).unwrap(),
+            )
+        });
+        let tools = ToolBox {
+            seller: opts.seller,
+            images: Arc::new(DirImageStore::new(dir.join("images"))),
+            wallet,
+            vision: model.clone(),
+            rules: opts.rules,
+        };
+        Harness {
+            deps: TurnDeps {
+                model,
+                store: store.clone(),
+                tools: Arc::new(tools),
+                settings: opts.settings,
+            },
+            store,
+            dir,
+        }
+    }
+
+    /// Runs one turn and collects its events.
+    pub async fn turn(&self, session: &str, prompt: &str) -> (Result<Output, TurnError>, Vec<AgentEvent>) {
+        self.turn_with_budget(session, prompt, None).await
+    }
+
+    pub async fn turn_with_budget(
+        &self,
+        session: &str,
+        prompt: &str,
+        budget: Option<Usdc>,
+    ) -> (Result<Output, TurnError>, Vec<AgentEvent>) {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let result = run_turn(
+            &self.deps,
+            TurnRequest {
+                session_id: session.into(),
+                actor_id: "tester".into(),
+                prompt: prompt.into(),
+                session_budget: budget,
+            },
+            tx,
+        )
+        .await;
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        (result, events)
+    }
+
+    pub async fn records(&self, session: &str) -> Vec<Record> {
+        self.store.load("tester", session).await.unwrap()
+    }
+
+    /// Stored conversation messages, as JSON.
+    pub async fn messages(&self, session: &str) -> Vec<serde_json::Value> {
+        self.records(session)
+            .await
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Message { message } => Some(message),
+                Record::Ledger { .. } => None,
+            })
+            .collect()
+    }
+
+    pub async fn ledger(&self, session: &str) -> Vec<serde_json::Value> {
+        self.records(session)
+            .await
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Ledger { entry } => Some(entry),
+                Record::Message { .. } => None,
+            })
+            .collect()
+    }
+}
