@@ -398,9 +398,9 @@ impl ToolBox {
         ctx: &TurnContext,
         args: ImageArgs,
     ) -> Result<Value, ToolError> {
-        let seller = self.seller()?;
         let mut ledger = ctx.ledger.lock().await;
         let req = self.image_request(&ledger, args)?;
+        let seller = self.seller()?;
         let request_id = ledger::request_id(&ctx.session_id, &req);
         let quote = seller.quote(&req).await?;
         ledger::check_quote(&quote, &self.rules)?;
@@ -436,10 +436,10 @@ impl ToolBox {
         ctx: &TurnContext,
         args: ImageArgs,
     ) -> Result<GenerateResult, ToolError> {
-        let seller = self.seller()?;
         // Held for the whole money path: see `TurnContext`.
         let mut ledger = ctx.ledger.lock().await;
         let req = self.image_request(&ledger, args)?;
+        let seller = self.seller()?;
         let request_id = ledger::request_id(&ctx.session_id, &req);
         let mut paid_now = false;
         loop {

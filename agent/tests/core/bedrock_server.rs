@@ -47,7 +47,10 @@ pub struct BedrockServer {
 }
 
 pub fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/bedrock/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/bedrock/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -133,8 +136,13 @@ async fn handle(
         Some(Reply::Error(status, kind, message)) => Response::builder()
             .status(status)
             .header(header::CONTENT_TYPE, "application/json")
-            .header("x-amzn-ErrorType", format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"))
-            .body(Body::from(serde_json::json!({ "message": message }).to_string()))
+            .header(
+                "x-amzn-ErrorType",
+                format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+            )
+            .body(Body::from(
+                serde_json::json!({ "message": message }).to_string(),
+            ))
             .unwrap(),
         None => Response::builder()
             .status(StatusCode::INTERNAL_SERVER_ERROR)

@@ -1,7 +1,10 @@
 //! The Bedrock adapter against a local server speaking Converse JSON and the
 //! ConverseStream event stream, through the real SDK client.
 
-use std::{sync::{Arc, Mutex}, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use agent::model::{
     ContentBlock, ImageFormat, Message, Model, ModelError, ModelRequest, StopReason,
@@ -25,7 +28,9 @@ fn fast_backoff() -> Backoff {
 fn request() -> ModelRequest {
     ModelRequest {
         system: "be brief".into(),
-        messages: vec![Message::user_text("Generate an image of a futuristic city at sunset")],
+        messages: vec![Message::user_text(
+            "Generate an image of a futuristic city at sunset",
+        )],
         tools: agent::agent_tools::specs(),
         max_tokens: 512,
     }
@@ -43,18 +48,26 @@ async fn converse_stream_assembles_text_and_a_tool_call_from_split_input() {
     let deltas = Arc::new(Mutex::new(Vec::<String>::new()));
     let d = deltas.clone();
     let r = m
-        .converse(&request(), &move |t: &str| d.lock().unwrap().push(t.to_owned()))
+        .converse(&request(), &move |t: &str| {
+            d.lock().unwrap().push(t.to_owned())
+        })
         .await
         .unwrap();
 
     assert_eq!(r.stop_reason, StopReason::ToolUse);
     assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (1422, 88));
-    assert_eq!(*deltas.lock().unwrap(), ["I'll create", " that image for you."]);
+    assert_eq!(
+        *deltas.lock().unwrap(),
+        ["I'll create", " that image for you."]
+    );
     assert_eq!(r.message.text(), "I'll create that image for you.");
     let call = r.message.tool_uses().next().unwrap();
     assert_eq!(call.tool_use_id, "tooluse_Xq3b1a2TQ8mYwZ0v");
     assert_eq!(call.name, "generate_image");
-    assert_eq!(call.input, json!({"prompt": "a futuristic city at sunset", "quality": "standard"}));
+    assert_eq!(
+        call.input,
+        json!({"prompt": "a futuristic city at sunset", "quality": "standard"})
+    );
 
     // What went over the wire: the Converse request shape.
     let seen = server.seen();
@@ -75,7 +88,10 @@ async fn converse_stream_assembles_text_and_a_tool_call_from_split_input() {
         .expect("generate_image spec");
     let schema = &generate["toolSpec"]["inputSchema"]["json"];
     assert_eq!(schema["type"], "object");
-    assert_eq!(schema["additionalProperties"], false, "unknown arguments are refused");
+    assert_eq!(
+        schema["additionalProperties"], false,
+        "unknown arguments are refused"
+    );
     assert!(schema["properties"]["prompt"].is_object());
     assert!(schema["properties"].get("pay_to").is_none());
 }
@@ -110,13 +126,24 @@ async fn converse_without_streaming_returns_tool_calls() {
 #[tokio::test]
 async fn throttling_before_the_stream_is_retried_with_backoff() {
     let server = BedrockServer::new([
-        Reply::Error(429, "ThrottlingException", "Too many requests, please wait before trying again."),
-        Reply::Error(503, "ServiceUnavailableException", "Bedrock is unable to process your request."),
+        Reply::Error(
+            429,
+            "ThrottlingException",
+            "Too many requests, please wait before trying again.",
+        ),
+        Reply::Error(
+            503,
+            "ServiceUnavailableException",
+            "Bedrock is unable to process your request.",
+        ),
         Reply::Stream("answer.stream.json"),
     ]);
     let m = Retry::new(model(&server).await, fast_backoff());
     let r = m.converse(&request(), &|_| {}).await.unwrap();
-    assert_eq!(r.message.text(), "Here is your image: a city skyline at dusk.");
+    assert_eq!(
+        r.message.text(),
+        "Here is your image: a city skyline at dusk."
+    );
     assert_eq!(server.seen().len(), 3);
 }
 
@@ -130,9 +157,15 @@ async fn throttling_mid_stream_in_either_spelling_is_retried() {
     let bare = model(&server).await;
     // Without the layer the mid-stream exception surfaces as throttling.
     let err = bare.converse(&request(), &|_| {}).await.unwrap_err();
-    assert!(matches!(err, ModelError::Throttled(ref m) if m.contains("Too many tokens")), "{err:?}");
+    assert!(
+        matches!(err, ModelError::Throttled(ref m) if m.contains("Too many tokens")),
+        "{err:?}"
+    );
     let err = bare.converse(&request(), &|_| {}).await.unwrap_err();
-    assert!(matches!(err, ModelError::Throttled(ref m) if m.contains("Too many requests")), "{err:?}");
+    assert!(
+        matches!(err, ModelError::Throttled(ref m) if m.contains("Too many requests")),
+        "{err:?}"
+    );
 
     let server = BedrockServer::new([
         Reply::Stream("throttled_mid_stream_lower.stream.json"),
@@ -142,24 +175,39 @@ async fn throttling_mid_stream_in_either_spelling_is_retried() {
     let m = Retry::new(model(&server).await, fast_backoff());
     let r = m.converse(&request(), &|_| {}).await.unwrap();
     assert_eq!(r.stop_reason, StopReason::EndTurn);
-    assert_eq!(r.message.text(), "Here is your image: a city skyline at dusk.");
+    assert_eq!(
+        r.message.text(),
+        "Here is your image: a city skyline at dusk."
+    );
     assert_eq!(server.seen().len(), 3);
 }
 
 #[tokio::test]
 async fn retries_stop_after_the_last_attempt_with_the_service_message() {
-    let server = BedrockServer::new((0..4).map(|_| Reply::Error(429, "ThrottlingException", "slow down")));
+    let server =
+        BedrockServer::new((0..4).map(|_| Reply::Error(429, "ThrottlingException", "slow down")));
     let m = Retry::new(model(&server).await, fast_backoff());
     let err = m.converse(&request(), &|_| {}).await.unwrap_err();
-    assert!(matches!(err, ModelError::Throttled(ref m) if m == "slow down"), "{err:?}");
+    assert!(
+        matches!(err, ModelError::Throttled(ref m) if m == "slow down"),
+        "{err:?}"
+    );
     assert_eq!(server.seen().len(), 4);
 }
 
 #[tokio::test]
 async fn context_overflow_and_other_errors_are_not_retried() {
     let server = BedrockServer::new([
-        Reply::Error(400, "ValidationException", "Input is too long for requested model."),
-        Reply::Error(403, "AccessDeniedException", "You don't have access to the model with the specified model ID."),
+        Reply::Error(
+            400,
+            "ValidationException",
+            "Input is too long for requested model.",
+        ),
+        Reply::Error(
+            403,
+            "AccessDeniedException",
+            "You don't have access to the model with the specified model ID.",
+        ),
     ]);
     let m = Retry::new(model(&server).await, fast_backoff());
     let err = m.converse(&request(), &|_| {}).await.unwrap_err();
@@ -172,7 +220,13 @@ async fn context_overflow_and_other_errors_are_not_retried() {
 #[tokio::test]
 async fn a_max_tokens_stop_keeps_the_cut_off_tool_input_unparsed() {
     let server = BedrockServer::new([Reply::Stream("max_tokens.stream.json")]);
-    let r = model(&server).await.converse(&request(), &|_| {}).await.unwrap();
+    let r = model(&server)
+        .await
+        .converse(&request(), &|_| {})
+        .await
+        .unwrap();
     assert_eq!(r.stop_reason, StopReason::MaxTokens);
-    assert!(matches!(&r.message.content[1], ContentBlock::ToolUse(u) if u.input == json!("{\"prompt\": \"a ca")));
+    assert!(
+        matches!(&r.message.content[1], ContentBlock::ToolUse(u) if u.input == json!("{\"prompt\": \"a ca"))
+    );
 }

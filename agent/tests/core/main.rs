@@ -6,3 +6,4 @@
 mod bedrock_server;
 mod bedrock_wire;
 mod support;
+mod tool_loop;

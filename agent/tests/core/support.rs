@@ -100,7 +100,11 @@ impl Harness {
     }
 
     /// Runs one turn and collects its events.
-    pub async fn turn(&self, session: &str, prompt: &str) -> (Result<Output, TurnError>, Vec<AgentEvent>) {
+    pub async fn turn(
+        &self,
+        session: &str,
+        prompt: &str,
+    ) -> (Result<Output, TurnError>, Vec<AgentEvent>) {
         self.turn_with_budget(session, prompt, None).await
     }
 
