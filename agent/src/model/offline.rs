@@ -201,7 +201,11 @@ fn plan(messages: &[Message]) -> Plan {
         "paint",
         "create",
     ]) {
-        Plan::Call(GENERATE_IMAGE, json!({"prompt": image_prompt(&text)}))
+        let mut args = json!({"prompt": image_prompt(&text)});
+        if has(&["premium", "high quality", "high-quality"]) {
+            args["quality"] = json!("premium");
+        }
+        Plan::Call(GENERATE_IMAGE, args)
     } else if has(&["wallet", "balance", "budget", "address"]) {
         Plan::Call(CHECK_BALANCE, json!({}))
     } else {

@@ -5,5 +5,7 @@
 
 mod bedrock_server;
 mod bedrock_wire;
+mod money;
+mod seller;
 mod support;
 mod tool_loop;
