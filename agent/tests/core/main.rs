@@ -6,6 +6,7 @@
 mod bedrock_server;
 mod bedrock_wire;
 mod money;
+mod process;
 mod seller;
 mod support;
 mod tool_loop;
