@@ -49,7 +49,7 @@ async fn converse_stream_assembles_text_and_a_tool_call_from_split_input() {
     let d = deltas.clone();
     let r = m
         .converse(&request(), &move |t: &str| {
-            d.lock().unwrap().push(t.to_owned())
+            d.lock().unwrap().push(t.to_owned());
         })
         .await
         .unwrap();

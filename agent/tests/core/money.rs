@@ -8,6 +8,7 @@ use std::sync::Arc;
 use agent::{
     agent_tools::{seller::X402Seller, wallet::ChainWallet},
     events::AgentEvent,
+    ledger::MoneyRules,
     model::{
         ContentBlock, ModelRequest,
         offline::{OFFLINE_LABEL, OfflineModel},
@@ -46,24 +47,29 @@ impl Money {
     }
 
     pub fn options(&self) -> Options {
-        let mut o = Options::default();
-        o.seller = Some(Arc::new(X402Seller::new(
-            &self.seller.base_url(),
-            self.stack.network,
-            Arc::new(self.buyer.clone()),
-        )));
-        o.wallet = Some(Arc::new(
-            ChainWallet::new(
-                &self.stack.rpc_url,
-                self.stack.usdc_contract,
-                self.buyer.address(),
-            )
-            .unwrap(),
-        ));
-        o.rules.seller = self.stack.seller_wallet;
-        o.rules.asset = self.stack.usdc_contract;
-        o.rules.network = self.stack.network;
-        o
+        let defaults = Options::default();
+        Options {
+            seller: Some(Arc::new(X402Seller::new(
+                &self.seller.base_url(),
+                self.stack.network,
+                Arc::new(self.buyer.clone()),
+            ))),
+            wallet: Some(Arc::new(
+                ChainWallet::new(
+                    &self.stack.rpc_url,
+                    self.stack.usdc_contract,
+                    self.buyer.address(),
+                )
+                .unwrap(),
+            )),
+            rules: MoneyRules {
+                seller: self.stack.seller_wallet,
+                asset: self.stack.usdc_contract,
+                network: self.stack.network,
+                ..defaults.rules
+            },
+            ..defaults
+        }
     }
 
     pub async fn balance(&self) -> Usdc {
@@ -401,4 +407,30 @@ async fn the_sample_conversation_runs_offline_end_to_end() {
     assert_eq!(yes.payments[0].amount, usdc("0.50"));
     assert_eq!(m.balance().await, usdc("2.46"));
     assert_eq!(m.transfers_to(m.stack.seller_wallet).await, 2);
+}
+
+#[tokio::test]
+async fn two_sessions_in_parallel_see_only_their_own_ledger_and_images() {
+    let m = Money::new(1_000_000).await;
+    let h = Harness::new(Arc::new(OfflineModel), m.options());
+    let text = |o: agent::events::Output| o.message.content[0].text.clone();
+    let (alice, bob) = tokio::join!(
+        h.turn("alice", "Generate an image of a red fox"),
+        h.turn("bob", "What are my wallet details?"),
+    );
+    let alice = alice.0.unwrap();
+    assert_eq!(alice.payments.len(), 1);
+    let bob = text(bob.0.unwrap());
+    assert!(bob.contains("spent 0.00 USDC"), "{bob}");
+
+    let (bob, _) = h.turn("bob", "analyze that image").await;
+    let bob = text(bob.unwrap());
+    assert!(bob.contains("no image in this conversation"), "{bob}");
+    let (alice_again, _) = h.turn("alice", "analyze that image").await;
+    assert!(text(alice_again.unwrap()).contains("4x4 PNG"));
+    let (bob, _) = h.turn("bob", "What are my wallet details?").await;
+    assert!(text(bob.unwrap()).contains("spent 0.00 USDC"));
+    let (alice, _) = h.turn("alice", "What are my wallet details?").await;
+    assert!(text(alice.unwrap()).contains("spent 0.04 USDC"));
+    assert!(h.ledger("bob").await.is_empty());
 }
