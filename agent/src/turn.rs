@@ -314,7 +314,11 @@ async fn call_model(
     let span = tracing::info_span!(
         "chat",
         "gen_ai.operation.name" = "chat",
-        "gen_ai.system" = "aws.bedrock",
+        "gen_ai.system" = if label.starts_with("offline") {
+            "offline"
+        } else {
+            "aws.bedrock"
+        },
         "gen_ai.request.model" = label,
         "gen_ai.request.max_tokens" = request.max_tokens,
         "gen_ai.usage.input_tokens" = Empty,

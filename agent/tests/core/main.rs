@@ -8,5 +8,6 @@ mod bedrock_wire;
 mod money;
 mod process;
 mod seller;
+mod spans;
 mod support;
 mod tool_loop;
