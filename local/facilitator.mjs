@@ -113,6 +113,11 @@ function describe(paymentPayload, paymentRequirements) {
   return `v${paymentPayload?.x402Version} ${paymentRequirements?.network} from=${auth.from} to=${auth.to} value=${auth.value}`;
 }
 
+// Reasons can be multi-line (viem errors): keep the log to one line per request.
+function oneLine(text) {
+  return JSON.stringify(String(text ?? "").split("\n")[0]);
+}
+
 function send(res, status, body) {
   const text = JSON.stringify(body, (_, v) => (typeof v === "bigint" ? v.toString() : v));
   res.writeHead(status, { "content-type": "application/json" });
@@ -127,13 +132,13 @@ async function route(req) {
   if (req.method === "POST" && path === "/verify") {
     const { paymentPayload, paymentRequirements } = paymentOf(await readJson(req));
     const r = await facilitator.verify(paymentPayload, paymentRequirements);
-    const outcome = r.isValid ? "valid" : `invalid=${r.invalidReason}`;
+    const outcome = r.isValid ? "valid" : `invalid=${oneLine(r.invalidReason)}`;
     return { status: 200, body: r, note: `${describe(paymentPayload, paymentRequirements)} ${outcome}` };
   }
   if (req.method === "POST" && path === "/settle") {
     const { paymentPayload, paymentRequirements } = paymentOf(await readJson(req));
     const r = await facilitator.settle(paymentPayload, paymentRequirements);
-    const outcome = r.success ? `tx=${r.transaction}` : `failed=${r.errorReason}`;
+    const outcome = r.success ? `tx=${r.transaction}` : `failed=${oneLine(r.errorReason)}`;
     return { status: 200, body: r, note: `${describe(paymentPayload, paymentRequirements)} ${outcome}` };
   }
   return { status: 404, body: { error: `no route ${req.method} ${path}` }, note: "" };
@@ -151,7 +156,7 @@ const server = createServer(async (req, res) => {
   } catch (err) {
     status = err instanceof BadRequest ? 400 : 500;
     const message = err instanceof Error ? err.message : String(err);
-    note = `error=${JSON.stringify(message.split("\n")[0])}`;
+    note = `error=${oneLine(message)}`;
     send(res, status, { error: message });
   }
   console.log(`${new Date().toISOString()} ${req.method} ${req.url} ${status} ${Date.now() - started}ms ${note}`.trimEnd());

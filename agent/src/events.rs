@@ -28,13 +28,33 @@ pub struct PaymentReceipt {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentEvent {
     /// A piece of assistant text.
-    Text { delta: String },
-    ToolStart { id: String, name: String, input: serde_json::Value },
-    ToolEnd { id: String, name: String, status: ToolStatus, summary: String },
-    Payment { receipt: PaymentReceipt },
-    Image { id: String, url: String },
-    Complete { output: Output },
-    Error { message: String },
+    Text {
+        delta: String,
+    },
+    ToolStart {
+        id: String,
+        name: String,
+        input: serde_json::Value,
+    },
+    ToolEnd {
+        id: String,
+        name: String,
+        status: ToolStatus,
+        summary: String,
+    },
+    Payment {
+        receipt: PaymentReceipt,
+    },
+    Image {
+        id: String,
+        url: String,
+    },
+    Complete {
+        output: Output,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +93,9 @@ pub struct TextContent {
 
 impl OutputMessage {
     pub fn assistant(text: impl Into<String>) -> Self {
-        OutputMessage { role: "assistant".into(), content: vec![TextContent { text: text.into() }] }
+        OutputMessage {
+            role: "assistant".into(),
+            content: vec![TextContent { text: text.into() }],
+        }
     }
 }
