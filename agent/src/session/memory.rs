@@ -30,12 +30,12 @@ use std::{
 
 use async_trait::async_trait;
 use aws_sdk_bedrockagentcore::{Client, error::DisplayErrorContext, types::PayloadType};
-use aws_smithy_types::{DateTime, Document, Number};
+use aws_smithy_types::DateTime;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{Record, SessionStore, StoreError, ids::storage_id};
+use crate::document::{doc_to_json, json_to_doc};
 
 /// Envelope version written in every blob.
 const BLOB_VERSION: u32 = 1;
@@ -109,7 +109,7 @@ impl MemorySessionStore {
                 })?;
                 let envelope = event.payload().iter().find_map(|p| match p {
                     PayloadType::Blob(doc) => {
-                        serde_json::from_value::<Envelope>(document_to_json(doc)).ok()
+                        serde_json::from_value::<Envelope>(doc_to_json(doc)).ok()
                     }
                     _ => None,
                 });
@@ -188,7 +188,7 @@ impl SessionStore for MemorySessionStore {
             .actor_id(&actor)
             .session_id(&session)
             .event_timestamp(DateTime::from_millis(ts))
-            .payload(PayloadType::Blob(json_to_document(&blob)))
+            .payload(PayloadType::Blob(json_to_doc(&blob)))
             .client_token(client_token(&actor, &session, idempotency_key))
             .send()
             .await
@@ -200,58 +200,10 @@ impl SessionStore for MemorySessionStore {
     }
 }
 
-/// serde_json -> Smithy document (the SDK's type for a `blob` payload).
-pub(crate) fn json_to_document(v: &Value) -> Document {
-    match v {
-        Value::Null => Document::Null,
-        Value::Bool(b) => Document::Bool(*b),
-        Value::Number(n) => Document::Number(if let Some(u) = n.as_u64() {
-            Number::PosInt(u)
-        } else if let Some(i) = n.as_i64() {
-            Number::NegInt(i)
-        } else {
-            // Records keep money as decimal strings; any other number is data.
-            Number::Float(n.as_f64().unwrap_or_default())
-        }),
-        Value::String(s) => Document::String(s.clone()),
-        Value::Array(a) => Document::Array(a.iter().map(json_to_document).collect()),
-        Value::Object(o) => Document::Object(
-            o.iter()
-                .map(|(k, v)| (k.clone(), json_to_document(v)))
-                .collect(),
-        ),
-    }
-}
-
-/// Smithy document -> serde_json.
-pub(crate) fn document_to_json(d: &Document) -> Value {
-    match d {
-        Document::Null => Value::Null,
-        Document::Bool(b) => Value::Bool(*b),
-        Document::Number(Number::PosInt(u)) => Value::from(*u),
-        Document::Number(Number::NegInt(i)) => Value::from(*i),
-        Document::Number(Number::Float(f)) => Value::from(*f),
-        Document::String(s) => Value::String(s.clone()),
-        Document::Array(a) => Value::Array(a.iter().map(document_to_json).collect()),
-        Document::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, v)| (k.clone(), document_to_json(v)))
-                .collect(),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn documents_round_trip() {
-        let v = json!({"a": [1, -2, 2.5, "x", null, true], "b": {"c": "0.04"}});
-        assert_eq!(document_to_json(&json_to_document(&v)), v);
-    }
 
     #[test]
     fn client_tokens_are_stable_and_distinct() {
