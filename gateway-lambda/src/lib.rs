@@ -2,3 +2,4 @@
 //! nothing lost.
 
 pub mod generate;
+pub mod aws;

@@ -6,6 +6,10 @@
 //! and can police what it signs, and a local one hashes with
 //! [`x402::eip3009::signing_hash`].
 
+pub mod local;
+
+pub use local::LocalSigner;
+
 use alloy::{
     primitives::{Address, Signature},
     sol_types::Eip712Domain,

@@ -1,0 +1,2 @@
+//! The gateway's AWS implementations: Bedrock generation, DynamoDB payment
+//! state, S3 results, and the CDP facilitator's JWT auth.
