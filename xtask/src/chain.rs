@@ -85,7 +85,8 @@ impl Rpc {
         }
     }
 
-    async fn usdc_balance(&self, token: &str, who: &str) -> Result<u128> {
+    /// `balanceOf(who)` on `token`, in atomic units.
+    pub async fn usdc_balance(&self, token: &str, who: &str) -> Result<u128> {
         let data = format!("0x{BALANCE_OF_SELECTOR}{}", word_address(who)?);
         let v = self
             .call("eth_call", json!([{ "to": token, "data": data }, "latest"]))

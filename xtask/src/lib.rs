@@ -18,6 +18,7 @@
 
 pub mod accounts;
 pub mod chain;
+pub mod demo;
 pub mod paths;
 pub mod proc;
 pub mod setup;

@@ -10,7 +10,7 @@ use xtask::{
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Project tasks: setup, the local stack, the test suite"
+    about = "Project tasks: setup, the local stack, the demo, the test suite"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,6 +30,13 @@ enum Cmd {
     },
     /// What CI runs: setup, fmt, clippy, build, stack, cargo test, cdk tests.
     Test,
+    /// The main job: the whole stack up, the example conversation through the
+    /// agent, one paid image (file written, transaction and balances printed).
+    Demo {
+        /// Afterwards, keep the stack up and open the terminal chat.
+        #[arg(long)]
+        chat: bool,
+    },
 }
 
 #[tokio::main]
@@ -39,6 +46,13 @@ async fn main() -> Result<()> {
     match cli.command {
         Cmd::Setup => setup::run(&paths).await,
         Cmd::Stack { no_app } => run_stack(&paths, no_app).await,
+        Cmd::Demo { chat } => {
+            let opts = xtask::demo::DemoOptions { chat };
+            tokio::select! {
+                r = xtask::demo::run(&paths, &opts) => r,
+                () = stack::shutdown_signal() => anyhow::bail!("interrupted"),
+            }
+        }
         Cmd::Test => {
             tokio::select! {
                 r = xtask::test::run(&paths) => r,
