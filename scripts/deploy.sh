@@ -9,6 +9,16 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# Deploy settings (SELLER_WALLET, NETWORK, SIGNER, CDP_API_KEY_ID, ...) from .env
+# when present; exported variables win. The CDK app reads only non-secret names
+# (cdk/lib/config.ts); secret values never reach a template (cdk tests check it).
+if [ -f .env ]; then
+  while IFS='=' read -r key value; do
+    case "$key" in ''|\#*) continue ;; esac
+    [ -z "${!key+x}" ] && export "$key=$value"
+  done < <(grep -E '^[A-Z_][A-Z0-9_]*=' .env)
+fi
+
 need() { command -v "$1" >/dev/null 2>&1 || { echo "deploy: $1 is required ($2)" >&2; exit 1; }; }
 need cargo "https://rustup.rs"
 need cargo-lambda "cargo install cargo-lambda --locked, plus zig (pip install ziglang) for arm64 cross builds"

@@ -49,6 +49,7 @@ export class AgentStack extends Stack {
       AGENT_PORT: '8080',
       NETWORK: config.network,
       GATEWAY_URL: props.gatewayUrl,
+      SELLER_WALLET: config.sellerWallet,
       SIGNER: config.signer,
       SESSION_BUDGET_USDC: config.sessionBudgetUsdc,
       AUTO_APPROVE_MAX_USDC: config.autoApproveMaxUsdc,
@@ -61,7 +62,9 @@ export class AgentStack extends Stack {
       RUST_LOG: 'info',
       ...(config.rpcUrl ? { RPC_URL: config.rpcUrl } : {}),
       ...(config.usdcContract ? { USDC_CONTRACT: config.usdcContract } : {}),
-      ...(config.cdpAccountName ? { CDP_ACCOUNT_NAME: config.cdpAccountName } : {}),
+      ...(config.signer === 'cdp' || config.signer === 'cdp-export'
+        ? { CDP_ACCOUNT_NAME: config.cdpAccountName, CDP_API_KEY_ID: config.cdpApiKeyId ?? '' }
+        : {}),
       ...(config.kmsKeyArn ? { KMS_KEY_ID: config.kmsKeyArn } : {}),
     };
 

@@ -25,7 +25,10 @@ export interface DeployConfig {
   readonly signer: Signer;
   /** Required when signer is `kms`: the secp256k1 signing key. */
   readonly kmsKeyArn?: string;
-  readonly cdpAccountName?: string;
+  /** CDP account (created if missing) for the `cdp` and `cdp-export` signers. */
+  readonly cdpAccountName: string;
+  /** CDP API key id (not a secret; its secret half lives in Secrets Manager). */
+  readonly cdpApiKeyId?: string;
   readonly sessionBudgetUsdc: string;
   readonly autoApproveMaxUsdc: string;
   /** Secrets Manager secret names (values never enter the template). */
@@ -69,10 +72,21 @@ export function loadConfig(context: Lookup, env: Lookup, repoRoot: string): Depl
   if (signer === 'kms' && !kmsKeyArn?.startsWith('arn:')) {
     throw new Error('signer kms needs kmsKeyArn (context) or KMS_KEY_ID as a full key ARN');
   }
+  // The seller is the only address the agent may pay and the gateway's payee:
+  // a deployment without one would fail at start-up (agent) or burn funds
+  // (gateway), so refuse to synthesise it.
+  const sellerWallet = get('sellerWallet', 'SELLER_WALLET');
+  if (!sellerWallet || !/^0x[0-9a-fA-F]{40}$/.test(sellerWallet) || /^0x0{40}$/.test(sellerWallet)) {
+    throw new Error('sellerWallet (context) or SELLER_WALLET must be a non-zero 0x address');
+  }
+  const cdpApiKeyId = get('cdpApiKeyId', 'CDP_API_KEY_ID');
+  if ((signer === 'cdp' || signer === 'cdp-export') && !cdpApiKeyId) {
+    throw new Error(`signer ${signer} needs cdpApiKeyId (context) or CDP_API_KEY_ID`);
+  }
   return {
     prefix: must('prefix', undefined, 'X402Agent'),
     network,
-    sellerWallet: must('sellerWallet', 'SELLER_WALLET', '0x0000000000000000000000000000000000000000'),
+    sellerWallet,
     facilitatorUrl: must('facilitatorUrl', 'FACILITATOR_URL', 'https://x402.org/facilitator'),
     rpcUrl: get('rpcUrl', 'RPC_URL'),
     usdcContract: get('usdcContract', 'USDC_CONTRACT'),
@@ -81,7 +95,8 @@ export function loadConfig(context: Lookup, env: Lookup, repoRoot: string): Depl
     novaLiteModelId: must('novaLiteModelId', 'NOVA_LITE_MODEL_ID', 'amazon.nova-lite-v1:0'),
     signer: signer as Signer,
     kmsKeyArn: signer === 'kms' ? kmsKeyArn : undefined,
-    cdpAccountName: get('cdpAccountName', 'CDP_ACCOUNT_NAME'),
+    cdpAccountName: must('cdpAccountName', 'CDP_ACCOUNT_NAME', 'x402-agent'),
+    cdpApiKeyId,
     sessionBudgetUsdc: must('sessionBudgetUsdc', 'SESSION_BUDGET_USDC', '1.00'),
     autoApproveMaxUsdc: must('autoApproveMaxUsdc', 'AUTO_APPROVE_MAX_USDC', '0.10'),
     secrets: {

@@ -25,6 +25,13 @@ const SECRET_VALUES = {
   CDP_WALLET_SECRET: 'cdp-wallet-secret-SENTINEL-1a2b3c4d',
 };
 
+/** Non-secret settings a deployment needs. */
+const PLAIN_ENV = {
+  NETWORK: 'base-sepolia',
+  SELLER_WALLET: '0x70997970C51812dc3A010C7d01b50e0d17dc79C8',
+  CDP_API_KEY_ID: 'organizations/org-id/apiKeys/key-id',
+};
+
 interface Synth {
   config: DeployConfig;
   outdir: string;
@@ -37,7 +44,7 @@ let scratch: string;
 function synth(context: Record<string, string>): Synth {
   const outdir = fs.mkdtempSync(path.join(scratch, 'cdk.out-'));
   const app = new App({ outdir, context: { ...CDK_JSON.context, ...context } });
-  const env = (k: string) => ({ ...SECRET_VALUES, NETWORK: 'base-sepolia' })[k as keyof typeof SECRET_VALUES];
+  const env = (k: string) => ({ ...SECRET_VALUES, ...PLAIN_ENV })[k as keyof typeof SECRET_VALUES];
   const config = loadConfig((k) => app.node.tryGetContext(k), env, REPO_ROOT);
   const stacks = buildApp(app, config, { env: ENV });
   // Throws if cdk-nag reports any unacknowledged finding; say which.
@@ -306,6 +313,33 @@ describe('secrets', () => {
     assert.match(JSON.stringify(agentVars.CDP_WALLET_SECRET_ARN), /secretsmanager/);
     assert.match(JSON.stringify(runtimeVars(local).BUYER_PRIVATE_KEY_SECRET_ARN), /secretsmanager/);
     assert.ok(!('CDP_WALLET_SECRET_ARN' in runtimeVars(local)) && !('BUYER_PRIVATE_KEY_SECRET_ARN' in agentVars));
+  });
+});
+
+describe('configuration the agent refuses to start without', () => {
+  const runtimeVars = (s: Synth) =>
+    (Object.values(s.templates.agent.findResources('AWS::BedrockAgentCore::Runtime'))[0] as any).Properties
+      .EnvironmentVariables as Record<string, unknown>;
+
+  it('passes the seller wallet, and the CDP key id and account for the CDP signers', () => {
+    const vars = runtimeVars(cdp);
+    assert.equal(vars.SELLER_WALLET, PLAIN_ENV.SELLER_WALLET);
+    assert.equal(vars.CDP_API_KEY_ID, PLAIN_ENV.CDP_API_KEY_ID);
+    assert.equal(vars.CDP_ACCOUNT_NAME, 'x402-agent');
+    assert.ok(!('CDP_API_KEY_ID' in runtimeVars(local)));
+  });
+
+  it('refuses to synthesise without a real seller wallet or a CDP key id', () => {
+    const ctx = (c: Record<string, string>) => (k: string) => c[k];
+    const env = (e: Record<string, string>) => (k: string) => e[k];
+    const base = { ...PLAIN_ENV };
+    assert.throws(() => loadConfig(ctx({}), env({ ...base, SELLER_WALLET: '' }), REPO_ROOT), /SELLER_WALLET/);
+    assert.throws(
+      () => loadConfig(ctx({}), env({ ...base, SELLER_WALLET: '0x0000000000000000000000000000000000000000' }), REPO_ROOT),
+      /non-zero/,
+    );
+    assert.throws(() => loadConfig(ctx({}), env({ ...base, CDP_API_KEY_ID: '' }), REPO_ROOT), /CDP_API_KEY_ID/);
+    assert.doesNotThrow(() => loadConfig(ctx({ signer: 'local' }), env({ ...base, CDP_API_KEY_ID: '' }), REPO_ROOT));
   });
 });
 
