@@ -78,6 +78,18 @@ pub struct Output {
     pub timestamp: String,
     /// The model id; the offline model is labelled as such.
     pub model: String,
+    /// What this turn cost in model calls and tokens (as the model reported
+    /// them; the offline model estimates). Absent in older outputs.
+    #[serde(default)]
+    pub usage: TurnUsage,
+}
+
+/// Model calls and tokens of one turn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnUsage {
+    pub model_calls: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

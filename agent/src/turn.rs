@@ -34,7 +34,7 @@ use x402::Usdc;
 
 use crate::{
     agent_tools::{self, ToolBox, ToolError, TurnContext},
-    events::{AgentEvent, Output, OutputMessage, ToolStatus},
+    events::{AgentEvent, Output, OutputMessage, ToolStatus, TurnUsage},
     ledger::LedgerEntry,
     model::{
         ContentBlock, Message, Model, ModelError, ModelRequest, ModelResponse, Role, StopReason,
@@ -173,6 +173,7 @@ async fn turn(
     // Messages before this index are not sent (context overflow trimming).
     let mut dropped = 0usize;
     let mut final_text = None;
+    let mut usage = TurnUsage::default();
 
     for _ in 0..deps.settings.max_turns {
         let response = loop {
@@ -182,8 +183,14 @@ async fn turn(
                 tools: specs.clone(),
                 max_tokens: deps.settings.max_tokens,
             };
-            match call_model(deps.model.as_ref(), &label, &request, &tx).await {
-                Ok(r) => break Ok(r),
+            let result = call_model(deps.model.as_ref(), &label, &request, &tx).await;
+            usage.model_calls += 1;
+            match result {
+                Ok(r) => {
+                    usage.input_tokens += u64::from(r.usage.input_tokens);
+                    usage.output_tokens += u64::from(r.usage.output_tokens);
+                    break Ok(r);
+                }
                 Err(ModelError::ContextOverflow(m)) => {
                     let mut view = history[dropped..].to_vec();
                     if !trim_oldest_turn(&mut view) {
@@ -301,6 +308,7 @@ async fn turn(
         session_id: req.session_id,
         timestamp: now_rfc3339(),
         model: label,
+        usage,
     })
 }
 

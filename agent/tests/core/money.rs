@@ -124,6 +124,11 @@ async fn a_paid_image_within_budget_takes_exactly_two_model_calls() {
 
     assert_eq!(model.calls(), 2, "tool call + answer");
     assert_eq!(
+        out.usage.model_calls, 2,
+        "the output reports the same count"
+    );
+    assert!(out.usage.input_tokens > 0, "{:?}", out.usage);
+    assert_eq!(
         m.balance().await,
         usdc("0.96"),
         "paid exactly the quoted 0.04"

@@ -119,6 +119,7 @@ impl TurnRunner for ContractRunner {
             session_id: session,
             timestamp: "2025-01-01T00:00:00Z".into(),
             model: "contract-test".into(),
+            usage: Default::default(),
         })
     }
 }
