@@ -85,6 +85,37 @@ impl Rpc {
         }
     }
 
+    pub async fn block_number(&self) -> Result<u64> {
+        let v = self.call("eth_blockNumber", json!([])).await?;
+        parse_quantity(&v).context("eth_blockNumber")
+    }
+
+    /// How many `Transfer(from, to, _)` events `token` emitted since block `from_block`.
+    pub async fn transfers(
+        &self,
+        token: &str,
+        from: &str,
+        to: &str,
+        from_block: u64,
+    ) -> Result<usize> {
+        const TRANSFER: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+        let topic = |a: &str| word_address(a).map(|w| format!("0x{w}"));
+        let logs = self
+            .call(
+                "eth_getLogs",
+                json!([{
+                    "address": token,
+                    "fromBlock": format!("0x{from_block:x}"),
+                    "toBlock": "latest",
+                    "topics": [TRANSFER, topic(from)?, topic(to)?],
+                }]),
+            )
+            .await?;
+        logs.as_array()
+            .map(Vec::len)
+            .ok_or_else(|| anyhow!("eth_getLogs: {logs}"))
+    }
+
     /// `balanceOf(who)` on `token`, in atomic units.
     pub async fn usdc_balance(&self, token: &str, who: &str) -> Result<u128> {
         let data = format!("0x{BALANCE_OF_SELECTOR}{}", word_address(who)?);

@@ -17,6 +17,7 @@
 //! is what CI runs.
 
 pub mod accounts;
+pub mod bench;
 pub mod chain;
 pub mod demo;
 pub mod paths;

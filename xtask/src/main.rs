@@ -37,6 +37,28 @@ enum Cmd {
         #[arg(long)]
         chat: bool,
     },
+    /// Benchmarks on the local stack (release build): prints a table and
+    /// writes BENCHMARKS.md.
+    Bench {
+        /// Sequential paid images for the latency split.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Concurrent sessions in the load test.
+        #[arg(long, default_value_t = 100)]
+        load: usize,
+        /// Start-up samples per binary.
+        #[arg(long, default_value_t = 10)]
+        startups: usize,
+        /// Seconds of load on each gateway endpoint.
+        #[arg(long, default_value_t = 5)]
+        gateway_secs: u64,
+        /// Use the debug build (quicker to build, slower to run).
+        #[arg(long)]
+        debug: bool,
+        /// Report file.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -50,6 +72,27 @@ async fn main() -> Result<()> {
             let opts = xtask::demo::DemoOptions { chat };
             tokio::select! {
                 r = xtask::demo::run(&paths, &opts) => r,
+                () = stack::shutdown_signal() => anyhow::bail!("interrupted"),
+            }
+        }
+        Cmd::Bench {
+            runs,
+            load,
+            startups,
+            gateway_secs,
+            debug,
+            out,
+        } => {
+            let opts = xtask::bench::BenchOptions {
+                runs,
+                load,
+                startups,
+                gateway_secs,
+                debug,
+                out: paths.root.join(out),
+            };
+            tokio::select! {
+                r = xtask::bench::run(&paths, &opts) => r,
                 () = stack::shutdown_signal() => anyhow::bail!("interrupted"),
             }
         }

@@ -68,6 +68,8 @@ pub struct StackOptions {
     pub apps: bool,
     /// Build the app binaries first (`cargo build -p gateway-lambda -p agent --bins`).
     pub build_apps: bool,
+    /// Which build of the apps to run (`target/debug` or `target/release`).
+    pub release: bool,
 }
 
 impl StackOptions {
@@ -76,6 +78,7 @@ impl StackOptions {
             ports: Ports::from_env()?,
             apps: true,
             build_apps: true,
+            release: false,
         })
     }
 }
@@ -88,22 +91,23 @@ const AWS_SECRET_ACCESS_KEY: &str = "testing";
 const AWS_LEAKS: &[&str] = &["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"];
 
 /// One of our own binaries run as part of the stack.
-struct App {
-    package: &'static str,
-    bin: &'static str,
-    name: &'static str,
-    port_env: &'static str,
-    health_path: &'static str,
+#[derive(Clone, Copy, Debug)]
+pub struct App {
+    pub package: &'static str,
+    pub bin: &'static str,
+    pub name: &'static str,
+    pub port_env: &'static str,
+    pub health_path: &'static str,
 }
 
-const GATEWAY: App = App {
+pub const GATEWAY: App = App {
     package: "gateway-lambda",
     bin: "gateway-lambda",
     name: "gateway",
     port_env: "STACK_GATEWAY_PORT",
     health_path: "/health",
 };
-const AGENT: App = App {
+pub const AGENT: App = App {
     package: "agent",
     bin: "agent",
     name: "agent",
@@ -119,6 +123,10 @@ pub struct RunningStack {
     services: Vec<Service>,
     env: Vec<(String, String)>,
     pidfile: Pidfile,
+    /// The environment each app is started with (before its port), so more
+    /// instances can be started with overrides (the benchmarks do).
+    app_env: Vec<(&'static str, Vec<(String, String)>)>,
+    release: bool,
 }
 
 impl RunningStack {
@@ -136,6 +144,8 @@ impl RunningStack {
             services: Vec::new(),
             env: Vec::new(),
             pidfile,
+            app_env: Vec::new(),
+            release: opts.release,
         };
         let p = opts.ports;
         let rpc_url = format!("http://127.0.0.1:{}", p.anvil);
@@ -245,16 +255,17 @@ impl RunningStack {
         let mut agent_url = None;
         if opts.apps {
             if opts.build_apps {
-                build_apps(paths).await?;
+                build_apps(paths, opts.release).await?;
             }
             let url = format!("http://127.0.0.1:{}", p.gateway);
             let mut env = common.clone();
             env.extend(kv(&[
-                ("GATEWAY_PORT", &p.gateway.to_string()),
                 ("FACILITATOR_URL", &facilitator_url),
                 ("GENERATION_BACKEND", "local"),
                 ("RESULTS_DIR", &results_dir.display().to_string()),
             ]));
+            stack.app_env.push((GATEWAY.name, env.clone()));
+            env.extend(kv(&[("GATEWAY_PORT", &p.gateway.to_string())]));
             if stack.start_app(&GATEWAY, p.gateway, &url, env).await? {
                 gateway_url = Some(url);
             }
@@ -262,12 +273,16 @@ impl RunningStack {
             let url = format!("http://127.0.0.1:{}", p.agent);
             let mut env = common.clone();
             env.extend(kv(&[
-                ("AGENT_PORT", &p.agent.to_string()),
-                ("GATEWAY_URL", gateway_url.as_deref().unwrap_or_default()),
+                ("AGENT_HOST", "127.0.0.1"),
                 ("SIGNER", "local"),
                 ("BUYER_PRIVATE_KEY", accounts::BUYER.private_key),
                 ("MODEL_PROVIDER", "offline"),
                 ("IMAGES_DIR", &images_dir.display().to_string()),
+            ]));
+            stack.app_env.push((AGENT.name, env.clone()));
+            env.extend(kv(&[
+                ("AGENT_PORT", &p.agent.to_string()),
+                ("GATEWAY_URL", gateway_url.as_deref().unwrap_or_default()),
             ]));
             if stack.start_app(&AGENT, p.agent, &url, env).await? {
                 agent_url = Some(url);
@@ -343,7 +358,7 @@ impl RunningStack {
         url: &str,
         env: Vec<(String, String)>,
     ) -> Result<bool> {
-        let program = self.paths.target_dir().join("debug").join(app.bin);
+        let program = self.app_program(app);
         if !program.exists() {
             eprintln!(
                 "xtask: {} not built ({}); skipping it",
@@ -393,6 +408,59 @@ impl RunningStack {
         fs::write(&tmp, text)?;
         fs::rename(&tmp, &path)?;
         Ok(())
+    }
+
+    /// The binary of `app` in the build this stack runs.
+    pub fn app_program(&self, app: &App) -> PathBuf {
+        let profile = if self.release { "release" } else { "debug" };
+        self.paths.target_dir().join(profile).join(app.bin)
+    }
+
+    /// The environment the stack starts `app` with, before its port and
+    /// peers' URLs (empty when started without apps).
+    pub fn app_env(&self, app: &App) -> Vec<(String, String)> {
+        self.app_env
+            .iter()
+            .find(|(n, _)| *n == app.name)
+            .map(|(_, e)| e.clone())
+            .unwrap_or_default()
+    }
+
+    /// Starts one more instance of `app` (named `name`, on `port`) with the
+    /// environment the stack gives it plus `extra` (later entries win), e.g.
+    /// pointed at a proxy. Supervised and stopped with the stack.
+    pub async fn start_instance(
+        &mut self,
+        app: &App,
+        name: &str,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> Result<String> {
+        let mut env = self.app_env(app);
+        if env.is_empty() {
+            bail!("the stack was started without apps");
+        }
+        env.extend(kv(extra));
+        let url = format!("http://127.0.0.1:{port}");
+        let spec = ServiceSpec {
+            name: name.into(),
+            marker: app.bin.into(),
+            program: self.app_program(app),
+            args: vec![],
+            cwd: self.paths.root.clone(),
+            env,
+            env_remove: AWS_LEAKS.iter().map(|s| (*s).to_owned()).collect(),
+            port,
+            port_env: app.port_env.into(),
+            probe: Probe::HttpOk {
+                url: format!("{url}{}", app.health_path),
+            },
+            ready_timeout: Duration::from_secs(60),
+        };
+        match self.start(&spec).await? {
+            None => Ok(url),
+            Some(status) => bail!("{name} exited at once ({status})"),
+        }
     }
 
     /// The `KEY=VALUE` pairs written to `stack.env`.
@@ -500,9 +568,12 @@ fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// `cargo build -p gateway-lambda -p agent --bins`.
-async fn build_apps(paths: &Paths) -> Result<()> {
+pub async fn build_apps(paths: &Paths, release: bool) -> Result<()> {
     let mut cmd = tokio::process::Command::new(paths::cargo());
     cmd.current_dir(&paths.root).args(["build", "--bins"]);
+    if release {
+        cmd.arg("--release");
+    }
     for app in [GATEWAY, AGENT] {
         cmd.args(["-p", app.package]);
     }
