@@ -1,1 +1,52 @@
-fn main() {}
+//! The gateway binary: an AWS Lambda behind API Gateway when the Lambda
+//! runtime starts it (`AWS_LAMBDA_RUNTIME_API` is set), a plain HTTP server
+//! otherwise. Same router either way.
+
+use std::{process::ExitCode, sync::Arc};
+
+use gateway_lambda::{app, config::Config, wiring};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let cfg = Config::from_env()?;
+    let router = app(Arc::new(wiring::state(&cfg).await?));
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        lambda_http::run(router)
+            .await
+            .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))?;
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind((cfg.host, cfg.port)).await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        network = cfg.seller.network.caip2(),
+        pay_to = %cfg.seller.pay_to.to_checksum(None),
+        facilitator = %cfg.facilitator_url,
+        "gateway listening"
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! From configuration to a running [`AppState`]: the AWS or local
+//! implementation of each outside system.
+
+use std::sync::Arc;
+
+use x402::facilitator::HttpFacilitator;
+
+use crate::{
+    app::AppState,
+    chain::RpcChain,
+    config::{Backend, Config, Storage},
+    generate::{Generator, LocalGenerator},
+    store::{FileStore, PaymentStore, ResultStore},
+};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WiringError(pub String);
+
+pub async fn state(cfg: &Config) -> Result<AppState, WiringError> {
+    let mut facilitator =
+        HttpFacilitator::new(cfg.facilitator_url.clone(), cfg.facilitator_timeout);
+    if let Some(key) = &cfg.cdp {
+        facilitator = facilitator.with_auth(Arc::new(crate::aws::cdp_auth::CdpJwt::new(
+            key.id.clone(),
+            key.secret.clone(),
+        )));
+    }
+    let aws = match (&cfg.backend, &cfg.storage) {
+        (Backend::Local, Storage::Dir(_)) => None,
+        _ => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
+    };
+    let generator: Arc<dyn Generator> = match &cfg.backend {
+        Backend::Local => Arc::new(LocalGenerator),
+        Backend::Bedrock {
+            canvas_model,
+            lite_model,
+        } => Arc::new(crate::aws::bedrock::BedrockGenerator::new(
+            aws_sdk_bedrockruntime::Client::new(aws.as_ref().expect("loaded for bedrock")),
+            canvas_model.clone(),
+            lite_model.clone(),
+        )),
+    };
+    let (payments, results): (Arc<dyn PaymentStore>, Arc<dyn ResultStore>) = match &cfg.storage {
+        Storage::Dir(dir) => {
+            let store = Arc::new(FileStore::new(dir).map_err(|e| WiringError(e.to_string()))?);
+            (store.clone(), store)
+        }
+        Storage::Aws { table, bucket } => {
+            let aws = aws.as_ref().expect("loaded for aws storage");
+            (
+                Arc::new(crate::aws::dynamo::DynamoPaymentStore::new(
+                    aws_sdk_dynamodb::Client::new(aws),
+                    table.clone(),
+                )),
+                Arc::new(crate::aws::s3::S3ResultStore::new(
+                    aws_sdk_s3::Client::new(aws),
+                    bucket.clone(),
+                )),
+            )
+        }
+    };
+    Ok(AppState {
+        seller: cfg.seller.clone(),
+        prices: cfg.prices,
+        facilitator: Arc::new(facilitator),
+        generator,
+        payments,
+        results,
+        chain: Arc::new(
+            RpcChain::new(&cfg.rpc_url, cfg.seller.asset)
+                .map_err(|e| WiringError(e.to_string()))?,
+        ),
+        public_url: cfg.public_url.clone(),
+        lease: cfg.lease,
+        generation_timeout: cfg.generation_timeout,
+    })
+}
