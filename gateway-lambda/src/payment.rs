@@ -447,12 +447,7 @@ mod tests {
         // Signed for a cheaper request (0.04) presented for a dearer one (0.06).
         let cheap = offered(40_000);
         assert_eq!(
-            code(check(
-                &v2(good(40_000), cheap.v2),
-                &seller(),
-                &o,
-                NOW
-            )),
+            code(check(&v2(good(40_000), cheap.v2), &seller(), &o, NOW)),
             "amount_mismatch"
         );
         assert_eq!(

@@ -1,0 +1,356 @@
+//! Faults around the paid flow. In each, the buyer's USDC and the content it
+//! received agree: paid if and only if delivered.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use gateway_lambda::generate::{
+    GeneratedImage, GenerationError, Generator, ImageJob, LocalGenerator,
+};
+use serde_json::json;
+use tokio::sync::Notify;
+use x402::{
+    Usdc,
+    facilitator::{Facilitator, FacilitatorError, HttpFacilitator},
+    wire::{self, PaymentPayload, Requirements, SettleResponse, Supported, VerifyResponse},
+};
+
+use crate::support::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SettleFault {
+    None,
+    /// Fail with a 500 without forwarding: nothing happened.
+    FailBeforeForwarding,
+    /// Forward, let it settle on chain, then never answer (the process dies).
+    SettleThenHang,
+}
+
+/// The real facilitator with faults injected on command (the facilitator is
+/// an outside system; this wraps the real one, it does not replace it).
+struct Flaky {
+    inner: HttpFacilitator,
+    settle: Mutex<SettleFault>,
+    settled: Notify,
+}
+
+#[async_trait]
+impl Facilitator for Flaky {
+    async fn verify(
+        &self,
+        p: &PaymentPayload,
+        r: &Requirements,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        self.inner.verify(p, r).await
+    }
+
+    async fn settle(
+        &self,
+        p: &PaymentPayload,
+        r: &Requirements,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let fault = *self.settle.lock().unwrap();
+        match fault {
+            SettleFault::None => self.inner.settle(p, r).await,
+            SettleFault::FailBeforeForwarding => Err(FacilitatorError::Status {
+                status: 500,
+                body: "injected".into(),
+            }),
+            SettleFault::SettleThenHang => {
+                let r = self.inner.settle(p, r).await;
+                assert!(r.as_ref().is_ok_and(|s| s.success), "{r:?}");
+                self.settled.notify_one();
+                std::future::pending().await
+            }
+        }
+    }
+
+    async fn supported(&self) -> Result<Supported, FacilitatorError> {
+        self.inner.supported().await
+    }
+}
+
+fn flaky(stack: &testkit::Stack, fault: SettleFault) -> Arc<Flaky> {
+    Arc::new(Flaky {
+        inner: stack.facilitator(),
+        settle: Mutex::new(fault),
+        settled: Notify::new(),
+    })
+}
+
+#[tokio::test]
+async fn facilitator_down_means_no_charge_and_the_payment_stays_usable() {
+    let stack = stack();
+    let dir = temp_dir();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let down = Arc::new(HttpFacilitator::new(
+        format!("http://{closed}"),
+        Duration::from_secs(2),
+    ));
+    let gw = Gateway::start(
+        &stack,
+        Options {
+            facilitator: Some(down),
+            dir: Some(dir.clone()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
+    let url = format!("{}/generate_image", gw.url);
+    let body = json!({"prompt": "while the facilitator is down"});
+    let q = quote(&url, &body).await;
+    let header = pay_v2(&stack, &buyer, &q);
+    let before = stack.usdc_balance(buyer.address()).await.unwrap();
+
+    let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(r.body["code"], "facilitator_unavailable");
+    assert!(!r.has_content());
+    assert_eq!(stack.usdc_balance(buyer.address()).await.unwrap(), before);
+
+    // Facilitator back: the same signed payment buys the content once.
+    let gw = Gateway::start(
+        &stack,
+        Options {
+            dir: Some(dir),
+            ..Options::default()
+        },
+    )
+    .await;
+    let url = format!("{}/generate_image", gw.url);
+    let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        spent(&stack, buyer.address(), before).await,
+        Usdc::from_atomic(40_000)
+    );
+}
+
+#[tokio::test]
+async fn settle_failing_is_checked_on_chain_and_retried_without_double_charge() {
+    let stack = stack();
+    let f = flaky(&stack, SettleFault::FailBeforeForwarding);
+    let gw = Gateway::start(
+        &stack,
+        Options {
+            facilitator: Some(f.clone()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
+    let url = format!("{}/generate_image", gw.url);
+    let body = json!({"prompt": "settle fails the first time"});
+    let q = quote(&url, &body).await;
+    let header = pay_v2(&stack, &buyer, &q);
+    let before = stack.usdc_balance(buyer.address()).await.unwrap();
+
+    let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(r.body["code"], "settlement_unknown");
+    assert!(!r.has_content(), "content is released only when paid");
+    assert_eq!(stack.usdc_balance(buyer.address()).await.unwrap(), before);
+
+    *f.settle.lock().unwrap() = SettleFault::None;
+    let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.has_content());
+    assert_eq!(
+        spent(&stack, buyer.address(), before).await,
+        Usdc::from_atomic(40_000)
+    );
+    let r2 = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
+    assert_eq!(r2.body["imageBase64"], r.body["imageBase64"]);
+    assert_eq!(
+        spent(&stack, buyer.address(), before).await,
+        Usdc::from_atomic(40_000)
+    );
+}
+
+/// Generation that fails while `fail` is set, or drains the buyer's USDC
+/// (a real transfer on chain) before generating when `drain` is set.
+struct Gen {
+    fail: AtomicBool,
+    drain: Mutex<Option<(testkit::Stack, alloy::signers::local::PrivateKeySigner)>>,
+}
+
+#[async_trait]
+impl Generator for Gen {
+    async fn image(&self, job: &ImageJob) -> Result<GeneratedImage, GenerationError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(GenerationError::Unavailable("injected model outage".into()));
+        }
+        let drain = self.drain.lock().unwrap().take();
+        if let Some((stack, buyer)) = drain {
+            move_all_usdc(&stack, &buyer).await;
+        }
+        LocalGenerator.image(job).await
+    }
+    async fn text(&self, p: &str) -> Result<String, GenerationError> {
+        LocalGenerator.text(p).await
+    }
+    async fn count_input_tokens(&self, p: &str) -> Result<u64, GenerationError> {
+        LocalGenerator.count_input_tokens(p).await
+    }
+    fn name(&self) -> &'static str {
+        "test"
+    }
+}
+
+async fn move_all_usdc(stack: &testkit::Stack, from: &alloy::signers::local::PrivateKeySigner) {
+    use alloy::providers::{Provider, ProviderBuilder};
+    let p = ProviderBuilder::new()
+        .wallet(from.clone())
+        .connect_http(stack.rpc_url.parse().unwrap());
+    let bal = stack.usdc_balance(from.address()).await.unwrap();
+    let sink = alloy::primitives::Address::repeat_byte(0x5a);
+    let tx = testkit::ITestUsdc::new(stack.usdc_contract, &p)
+        .transfer(sink, bal.to_u256())
+        .send()
+        .await
+        .unwrap();
+    tx.get_receipt().await.unwrap();
+    let _ = p.get_block_number().await;
+}
+
+#[tokio::test]
+async fn generation_failing_after_verify_charges_nothing_and_the_payment_can_be_reused() {
+    let stack = stack();
+    let g = Arc::new(Gen {
+        fail: AtomicBool::new(true),
+        drain: Mutex::new(None),
+    });
+    let gw = Gateway::start(
+        &stack,
+        Options {
+            generator: Some(g.clone()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
+    let url = format!("{}/generate_image", gw.url);
+    let body = json!({"prompt": "the model is down"});
+    let q = quote(&url, &body).await;
+    let header = pay_v2(&stack, &buyer, &q);
+    let before = stack.usdc_balance(buyer.address()).await.unwrap();
+
+    let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(r.body["code"], "generation_failed");
+    assert!(r.body["error"].as_str().unwrap().contains("not charged"));
+    assert_eq!(stack.usdc_balance(buyer.address()).await.unwrap(), before);
+
+    g.fail.store(false, Ordering::SeqCst);
+    let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        spent(&stack, buyer.address(), before).await,
+        Usdc::from_atomic(40_000)
+    );
+}
+
+#[tokio::test]
+async fn a_settlement_that_fails_on_chain_releases_no_content() {
+    let stack = stack();
+    let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
+    let g = Arc::new(Gen {
+        fail: AtomicBool::new(false),
+        drain: Mutex::new(Some((stack.clone(), buyer.clone()))),
+    });
+    let gw = Gateway::start(
+        &stack,
+        Options {
+            generator: Some(g),
+            ..Options::default()
+        },
+    )
+    .await;
+    let url = format!("{}/generate_image", gw.url);
+    let body = json!({"prompt": "the buyer empties its wallet mid-request"});
+    let q = quote(&url, &body).await;
+    let header = pay_v2(&stack, &buyer, &q);
+    let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
+    assert_eq!(r.status, 402, "{}", r.body);
+    assert_eq!(r.body["code"], "settlement_failed");
+    assert!(!r.has_content());
+    assert!(r.settlement().is_none());
+    assert_eq!(
+        stack.usdc_balance(buyer.address()).await.unwrap(),
+        Usdc::ZERO
+    );
+}
+
+#[tokio::test]
+async fn a_crash_between_settlement_and_response_is_recovered_by_a_retry() {
+    let stack = stack();
+    let dir = temp_dir();
+    let f = flaky(&stack, SettleFault::SettleThenHang);
+    let gw = Gateway::start(
+        &stack,
+        Options {
+            facilitator: Some(f.clone()),
+            dir: Some(dir.clone()),
+            lease: Duration::from_secs(1),
+            ..Options::default()
+        },
+    )
+    .await;
+    let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
+    let url = format!("{}/generate_image", gw.url);
+    let body = json!({"prompt": "paid, then the lights went out"});
+    let q = quote(&url, &body).await;
+    let header = pay_v2(&stack, &buyer, &q);
+    let before = stack.usdc_balance(buyer.address()).await.unwrap();
+
+    let (u, b, h) = (url.clone(), body.clone(), header.clone());
+    let first = tokio::spawn(async move { send(&u, &b, (wire::PAYMENT_SIGNATURE, &h)).await });
+    f.settled.notified().await;
+    // Money moved; the gateway "dies" before answering.
+    first.abort();
+    drop(gw);
+    assert_eq!(
+        spent(&stack, buyer.address(), before).await,
+        Usdc::from_atomic(40_000)
+    );
+
+    // A new gateway over the same state; the buyer retries the same payment.
+    let gw = Gateway::start(
+        &stack,
+        Options {
+            dir: Some(dir),
+            lease: Duration::from_secs(1),
+            ..Options::default()
+        },
+    )
+    .await;
+    let url = format!("{}/generate_image", gw.url);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
+        if r.status != 409 || tokio::time::Instant::now() > deadline {
+            break r;
+        }
+        // The dead request's lease (1 s) must run out first.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.has_content(), "paid content is never lost");
+    let s = r.settlement().unwrap();
+    assert_eq!(s.transaction.len(), 66, "the transaction found on chain");
+    assert_eq!(
+        spent(&stack, buyer.address(), before).await,
+        Usdc::from_atomic(40_000),
+        "once"
+    );
+}

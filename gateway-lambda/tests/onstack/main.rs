@@ -1,0 +1,9 @@
+//! The gateway against the local stack: Anvil with our EIP-3009 USDC, the
+//! official x402 facilitator. Money moves for real; each test has its own
+//! fresh buyer wallet and asserts the chain.
+
+mod faults;
+mod hostile;
+mod interop;
+mod paid;
+mod support;

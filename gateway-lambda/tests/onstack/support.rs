@@ -1,0 +1,243 @@
+//! The gateway in-process on a loopback port, wired to the local stack's
+//! real facilitator and chain, and a buyer that signs x402 payments with the
+//! `x402` crate (the same wire types the `tools` client uses).
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use alloy::{
+    primitives::{Address, Bytes, U256},
+    signers::{SignerSync, local::PrivateKeySigner},
+};
+use gateway_lambda::{
+    AppState, app,
+    chain::RpcChain,
+    generate::{Generator, LocalGenerator},
+    payment::Seller,
+    pricing::ImagePrices,
+    store::FileStore,
+};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use x402::{
+    Usdc,
+    eip3009::Authorization,
+    facilitator::Facilitator,
+    wire::{
+        self, ExactEvmPayload, PaymentPayloadV1, PaymentPayloadV2, PaymentRequiredV1,
+        PaymentRequiredV2, SettleResponse,
+    },
+};
+
+pub struct Options {
+    pub facilitator: Option<Arc<dyn Facilitator>>,
+    pub generator: Option<Arc<dyn Generator>>,
+    pub dir: Option<PathBuf>,
+    pub lease: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            facilitator: None,
+            generator: None,
+            dir: None,
+            lease: Duration::from_secs(120),
+        }
+    }
+}
+
+pub struct Gateway {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn stack() -> testkit::Stack {
+    testkit::Stack::load().expect("the local stack must be up (cargo xtask stack)")
+}
+
+pub fn seller(stack: &testkit::Stack) -> Seller {
+    Seller {
+        network: stack.network,
+        asset: stack.usdc_contract,
+        pay_to: stack.seller_wallet,
+        token_name: "USDC".into(),
+        token_version: "2".into(),
+        max_timeout_seconds: 300,
+    }
+}
+
+pub fn temp_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gw-test-{}", uuid()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn uuid() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+impl Gateway {
+    pub async fn start(stack: &testkit::Stack, opts: Options) -> Gateway {
+        let dir = opts.dir.unwrap_or_else(temp_dir);
+        let store = Arc::new(FileStore::new(&dir).unwrap());
+        let state = AppState {
+            seller: seller(stack),
+            prices: ImagePrices::default(),
+            facilitator: opts
+                .facilitator
+                .unwrap_or_else(|| Arc::new(stack.facilitator())),
+            generator: opts.generator.unwrap_or_else(|| Arc::new(LocalGenerator)),
+            payments: store.clone(),
+            results: store,
+            chain: Arc::new(RpcChain::new(&stack.rpc_url, stack.usdc_contract).unwrap()),
+            public_url: None,
+            lease: opts.lease,
+            generation_timeout: Duration::from_secs(30),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = app(Arc::new(state));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Gateway { url, task }
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// What the gateway asked for.
+pub struct Quote {
+    pub v1: PaymentRequiredV1,
+    pub v2: PaymentRequiredV2,
+}
+
+pub async fn quote(url: &str, body: &Value) -> Quote {
+    let resp = http().post(url).json(body).send().await.unwrap();
+    assert_eq!(resp.status(), 402, "unpaid request must be quoted");
+    let h = resp.headers()[wire::PAYMENT_REQUIRED]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let v2: PaymentRequiredV2 = wire::decode_header(&h).unwrap();
+    let v1: PaymentRequiredV1 = resp.json().await.unwrap();
+    Quote { v1, v2 }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An authorization for `amount` to `to`, valid now.
+pub fn authorization(from: Address, to: Address, amount: u64) -> Authorization {
+    Authorization {
+        from,
+        to,
+        value: U256::from(amount),
+        valid_after: U256::from(now() - 600),
+        valid_before: U256::from(now() + 300),
+        nonce: Authorization::random_nonce(),
+    }
+}
+
+pub fn sign(
+    stack: &testkit::Stack,
+    key: &PrivateKeySigner,
+    auth: Authorization,
+) -> ExactEvmPayload {
+    let sig = key
+        .sign_hash_sync(&auth.signing_hash(&stack.usdc_domain()))
+        .unwrap();
+    ExactEvmPayload {
+        signature: Bytes::from(sig.as_bytes().to_vec()),
+        authorization: auth,
+    }
+}
+
+/// A v2 `PAYMENT-SIGNATURE` paying exactly what `q` asks.
+pub fn pay_v2(stack: &testkit::Stack, key: &PrivateKeySigner, q: &Quote) -> String {
+    let r = &q.v2.accepts[0];
+    let auth = authorization(key.address(), r.pay_to, r.amount.parse().unwrap());
+    v2_header(q, sign(stack, key, auth))
+}
+
+pub fn v2_header(q: &Quote, payload: ExactEvmPayload) -> String {
+    wire::encode_header(&PaymentPayloadV2 {
+        x402_version: 2,
+        resource: Some(q.v2.resource.clone()),
+        accepted: q.v2.accepts[0].clone(),
+        payload,
+        extensions: None,
+    })
+}
+
+/// A v1 `X-PAYMENT` paying exactly what `q` asks.
+pub fn pay_v1(stack: &testkit::Stack, key: &PrivateKeySigner, q: &Quote) -> String {
+    let r = &q.v1.accepts[0];
+    let auth = authorization(
+        key.address(),
+        r.pay_to,
+        r.max_amount_required.parse().unwrap(),
+    );
+    wire::encode_header(&PaymentPayloadV1 {
+        x402_version: 1,
+        scheme: "exact".into(),
+        network: r.network.clone(),
+        payload: sign(stack, key, auth),
+    })
+}
+
+pub struct Paid {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Paid {
+    pub fn settlement(&self) -> Option<SettleResponse> {
+        let h = self
+            .headers
+            .get(wire::PAYMENT_RESPONSE)
+            .or_else(|| self.headers.get(wire::X_PAYMENT_RESPONSE))?;
+        Some(wire::decode_header(h.to_str().unwrap()).unwrap())
+    }
+
+    pub fn has_content(&self) -> bool {
+        self.body.get("imageBase64").is_some() || self.body.get("content").is_some()
+    }
+}
+
+pub async fn send(url: &str, body: &Value, header: (&str, &str)) -> Paid {
+    let resp = http()
+        .post(url)
+        .header(header.0, header.1)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    Paid {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: resp.json().await.unwrap_or(Value::Null),
+    }
+}
+
+/// The buyer's balance, and how much it changed since `before`.
+pub async fn spent(stack: &testkit::Stack, who: Address, before: Usdc) -> Usdc {
+    before.saturating_sub(stack.usdc_balance(who).await.unwrap())
+}
