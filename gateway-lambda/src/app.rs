@@ -294,7 +294,32 @@ struct Outcome {
     settle_ms: u128,
 }
 
+/// Runs the paid flow to completion even if the client goes away: a
+/// disconnect must not cancel it between settlement and recording (the
+/// buyer would have paid for content the gateway then refuses to replay
+/// until the lease runs out). The flow runs in its own task; the handler
+/// only awaits it.
 async fn sell(
+    s: &Arc<AppState>,
+    headers: &HeaderMap,
+    product: Product,
+    price: Usdc,
+    started: Instant,
+) -> Response {
+    let (s, headers) = (s.clone(), headers.clone());
+    tokio::spawn(async move { sell_to_completion(&s, &headers, product, price, started).await })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "paid flow panicked");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; retry with the same payment header",
+            )
+        })
+}
+
+async fn sell_to_completion(
     s: &AppState,
     headers: &HeaderMap,
     product: Product,
