@@ -43,63 +43,9 @@ use x402::{Network, Usdc, catalog::ImageRequest};
 
 use crate::events::PaymentReceipt;
 
-/// The seller's price for one request, normalised from its 402 answer, plus
-/// what the payment must repeat verbatim.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Quote {
-    /// x402 protocol version the seller spoke (1 or 2).
-    pub version: u8,
-    pub amount: Usdc,
-    #[serde(with = "x402::wire::checksummed")]
-    pub pay_to: Address,
-    #[serde(with = "x402::wire::checksummed")]
-    pub asset: Address,
-    pub network: Network,
-    /// The paid URL.
-    pub resource: String,
-    pub max_timeout_seconds: u64,
-    /// The requirement as the seller sent it (v2 payments repeat it verbatim;
-    /// it also carries the token's EIP-712 name/version in `extra`).
-    pub requirement: serde_json::Value,
-    /// v2 `resource` object, repeated in the payment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_info: Option<serde_json::Value>,
-}
-
-/// A signed payment, ready to send and persisted before it is.
-///
-/// `header_value` is a bearer instrument until settled: it is never logged
-/// (the `Debug` impl hides it), only stored in the session and sent to the
-/// seller.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PreparedPayment {
-    /// `PAYMENT-SIGNATURE` (v2) or `X-PAYMENT` (v1).
-    pub header_name: String,
-    pub header_value: String,
-    pub amount: Usdc,
-    #[serde(with = "x402::wire::checksummed")]
-    pub pay_to: Address,
-    #[serde(with = "x402::wire::checksummed")]
-    pub payer: Address,
-    /// EIP-3009 nonce (0x-hex): what makes the payment single-use on chain.
-    pub nonce: String,
-    /// Unix seconds after which the authorization can no longer settle.
-    pub valid_before: u64,
-}
-
-impl std::fmt::Debug for PreparedPayment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreparedPayment")
-            .field("header_name", &self.header_name)
-            .field("header_value", &"[redacted]")
-            .field("amount", &self.amount)
-            .field("pay_to", &self.pay_to)
-            .field("payer", &self.payer)
-            .field("nonce", &self.nonce)
-            .field("valid_before", &self.valid_before)
-            .finish()
-    }
-}
+/// The seller's quote and the signed payment, as the `tools` client makes
+/// them; stored in the ledger as they are (their serde shape is the ledger's).
+pub use tools::client::{PreparedPayment, Quote};
 
 /// An image kept for the session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,9 +8,12 @@
 
 use std::sync::Arc;
 
-use alloy::signers::local::PrivateKeySigner;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_bedrockagentcore::error::DisplayErrorContext;
+use tools::{
+    policy::PaymentPolicy,
+    signer::{CdpConfig, PaymentSigner, Redacted},
+};
 
 use crate::{
     agent_tools::{
@@ -117,27 +120,49 @@ pub fn model(cfg: &Config, aws: &SdkConfig) -> Arc<dyn Model> {
     }
 }
 
-/// The payment signer. Only `SIGNER=local` is available until the `tools`
-/// crate's CDP and KMS signers land; the others refuse to start.
-pub async fn signer(
-    cfg: &Config,
-    aws: &SdkConfig,
-) -> Result<Arc<dyn alloy::signers::Signer + Send + Sync>, WiringError> {
-    match &cfg.signer {
+/// The payment signer the configuration names (`tools::signer`): a local
+/// key, the CDP server wallet (remote typed-data signing, or its key
+/// exported once), or a KMS key. Secrets given as ARNs are resolved first.
+pub async fn signer(cfg: &Config, aws: &SdkConfig) -> Result<Arc<dyn PaymentSigner>, WiringError> {
+    let setup = |e: tools::signer::SignerError| WiringError::Setup(format!("signer: {e}"));
+    let tools_cfg = match &cfg.signer {
         SignerConfig::Local { private_key } => {
             let key = resolve_secret(private_key, aws).await?;
-            let signer: PrivateKeySigner = key
-                .expose()
-                .parse()
-                .map_err(|_| WiringError::Setup("BUYER_PRIVATE_KEY is not a valid key".into()))?;
-            Ok(Arc::new(signer))
+            tools::signer::SignerConfig::Local(Redacted(key.expose().to_owned()))
         }
-        SignerConfig::Cdp { .. } | SignerConfig::Kms { .. } => Err(WiringError::Setup(
-            "SIGNER=cdp, cdp-export and kms are not available in this build yet (they come from \
-             the `tools` crate); use SIGNER=local"
-                .into(),
-        )),
-    }
+        SignerConfig::Cdp {
+            export,
+            api_key_id,
+            api_key_secret,
+            wallet_secret,
+            account_name,
+        } => {
+            let c = CdpConfig {
+                api_key_id: api_key_id.clone(),
+                api_key_secret: resolve_secret(api_key_secret, aws)
+                    .await?
+                    .expose()
+                    .to_owned(),
+                wallet_secret: resolve_secret(wallet_secret, aws)
+                    .await?
+                    .expose()
+                    .to_owned(),
+                account_name: account_name.clone(),
+                base_url: std::env::var("CDP_BASE_URL")
+                    .unwrap_or_else(|_| cdp_sdk::CDP_BASE_URL.to_owned()),
+            };
+            if *export {
+                tools::signer::SignerConfig::CdpExport(c)
+            } else {
+                tools::signer::SignerConfig::Cdp(c)
+            }
+        }
+        SignerConfig::Kms { key_id } => tools::signer::SignerConfig::Kms {
+            key_id: key_id.clone(),
+            aws: Box::new(aws.clone()),
+        },
+    };
+    tools::signer::from_config(tools_cfg).await.map_err(setup)
 }
 
 /// The image store the configuration names.
@@ -172,11 +197,21 @@ pub async fn turn_deps(
     let model = model(cfg, aws);
     let signer = signer(cfg, aws).await?;
     let payer = signer.address();
+    let policy = PaymentPolicy {
+        network: cfg.chain.network,
+        asset: cfg.chain.usdc_contract,
+        allowed_pay_to: vec![cfg.chain.seller_wallet],
+    };
     let seller = cfg.gateway_url.as_deref().map(|url| {
-        Arc::new(X402Seller::new(url, cfg.chain.network, signer.clone())) as Arc<dyn ImageSeller>
+        Arc::new(X402Seller::new(url, signer.clone(), policy.clone())) as Arc<dyn ImageSeller>
     });
-    let wallet = ChainWallet::new(&cfg.chain.rpc_url, cfg.chain.usdc_contract, payer)
-        .map_err(|e| WiringError::Setup(e.to_string()))?;
+    let wallet = ChainWallet::new(
+        &cfg.chain.rpc_url,
+        cfg.chain.network,
+        cfg.chain.usdc_contract,
+        payer,
+    )
+    .map_err(|e| WiringError::Setup(e.to_string()))?;
     let tools = ToolBox {
         seller,
         images: image_store(cfg, aws),

@@ -1,5 +1,12 @@
 //! The buyer side of x402: a client that pays only within an explicit
-//! policy, the signers that may sign for it, the wallet's balances, and
-//! where bought images are kept.
+//! policy ([`client`], [`policy`]), the signers that may sign for it
+//! ([`signer`]), the wallet's balances ([`wallet`]), the seller's quotes
+//! ([`quote`]), and where bought images are kept ([`storage`]).
+#![deny(clippy::float_arithmetic)]
 
+pub mod client;
+pub mod policy;
+pub mod quote;
 pub mod signer;
+pub mod storage;
+pub mod wallet;

@@ -18,9 +18,9 @@
 //! The payment flow itself is [`crate::ledger`]'s state machine; this module
 //! runs it, persisting each step before taking the next.
 
-pub mod images;
 pub mod seller;
-pub mod wallet;
+
+pub use tools::{storage as images, wallet};
 
 use std::{collections::BTreeMap, sync::Arc};
 

@@ -5,7 +5,6 @@
 
 mod bedrock_server;
 mod bedrock_wire;
-mod images_s3;
 mod money;
 mod process;
 mod seller;

@@ -17,6 +17,7 @@ use agent::{
 };
 use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use serde_json::{Value, json};
+use tools::{policy::PaymentPolicy, signer::LocalSigner};
 use x402::Usdc;
 
 use crate::{
@@ -51,12 +52,17 @@ impl Money {
         Options {
             seller: Some(Arc::new(X402Seller::new(
                 &self.seller.base_url(),
-                self.stack.network,
-                Arc::new(self.buyer.clone()),
+                Arc::new(LocalSigner::new(self.buyer.clone())),
+                PaymentPolicy {
+                    network: self.stack.network,
+                    asset: self.stack.usdc_contract,
+                    allowed_pay_to: vec![self.stack.seller_wallet],
+                },
             ))),
             wallet: Some(Arc::new(
                 ChainWallet::new(
                     &self.stack.rpc_url,
+                    self.stack.network,
                     self.stack.usdc_contract,
                     self.buyer.address(),
                 )
@@ -350,18 +356,36 @@ async fn injected_instructions_cannot_redirect_payment_or_raise_the_budget() {
     assert!(out.unwrap().payments.is_empty());
 
     // A seller (compromised gateway) quoting another payee or asset is refused before signing.
-    *m.seller.0.pay_to.lock().unwrap() = evil;
-    let h = Harness::new(Arc::new(OfflineModel), m.options());
-    let (out, _) = h.turn("s3", "Generate an image of a harbour").await;
-    let text = out.unwrap().message.content[0].text.clone();
-    assert!(text.contains("the only allowed payee is"), "{text}");
-    *m.seller.0.pay_to.lock().unwrap() = m.stack.seller_wallet;
-    *m.seller.0.asset.lock().unwrap() = evil;
-    let (out, _) = h.turn("s4", "Generate an image of a harbour").await;
-    let text = out.unwrap().message.content[0].text.clone();
-    assert!(text.contains("only USDC"), "{text}");
+    let mut paid_requests = 0;
+    for (case, pay_to, asset, expect) in [
+        (
+            "s3",
+            evil,
+            m.stack.usdc_contract,
+            "the only allowed payee is",
+        ),
+        ("s4", m.stack.seller_wallet, evil, "only USDC"),
+    ] {
+        let rogue = crate::seller::TestSeller::start_as(&m.stack, pay_to, asset).await;
+        let mut opts = m.options();
+        opts.seller = Some(Arc::new(X402Seller::new(
+            &rogue.base_url(),
+            Arc::new(LocalSigner::new(m.buyer.clone())),
+            PaymentPolicy {
+                network: m.stack.network,
+                asset: m.stack.usdc_contract,
+                allowed_pay_to: vec![m.stack.seller_wallet],
+            },
+        )));
+        let h = Harness::new(Arc::new(OfflineModel), opts);
+        let (out, _) = h.turn(case, "Generate an image of a harbour").await;
+        let text = out.unwrap().message.content[0].text.clone();
+        assert!(text.contains(expect), "{case}: {text}");
+        paid_requests += rogue.paid_requests();
+    }
 
     assert_eq!(m.balance().await, usdc("1.00"), "no money moved");
+    assert_eq!(paid_requests, 0, "no payment was even sent");
     assert_eq!(m.seller.paid_requests(), 0, "no payment was even sent");
     assert_eq!(m.transfers_to(evil).await, 0);
 }
@@ -397,7 +421,7 @@ async fn the_sample_conversation_runs_offline_end_to_end() {
         text(&image)
     );
     let analysis = text(&say("analyze that image").await);
-    assert!(analysis.contains("4x4 PNG"), "{analysis}");
+    assert!(analysis.contains("1024x1024 PNG"), "{analysis}");
     // Above the limit: asks, then pays on "yes, go ahead".
     let ask = say("Generate an image of a castle in premium quality").await;
     assert!(ask.payments.is_empty());
@@ -432,7 +456,7 @@ async fn two_sessions_in_parallel_see_only_their_own_ledger_and_images() {
     let bob = text(bob.unwrap());
     assert!(bob.contains("no image in this conversation"), "{bob}");
     let (alice_again, _) = h.turn("alice", "analyze that image").await;
-    assert!(text(alice_again.unwrap()).contains("4x4 PNG"));
+    assert!(text(alice_again.unwrap()).contains("1024x1024 PNG"));
     let (bob, _) = h.turn("bob", "What are my wallet details?").await;
     assert!(text(bob.unwrap()).contains("spent 0.00 USDC"));
     let (alice, _) = h.turn("alice", "What are my wallet details?").await;

@@ -1,260 +1,221 @@
-//! An x402 v2 image seller for the money tests, settling through the local
-//! stack's official x402 facilitator on Anvil.
+//! The real seller (`gateway-lambda`) in-process for the money tests,
+//! settling through the local stack's official x402 facilitator on Anvil.
 //!
-//! The real seller (`gateway-lambda`) was still a placeholder when these
-//! tests were written, so this speaks its contract (POST /generate_image
-//! with `x402::catalog::ImageRequest`: 402 + `PAYMENT-REQUIRED`, or 200
-//! `ImageResponse` + `PAYMENT-RESPONSE`; a repeated payment returns the same
-//! content without a second settlement). Money still moves for real: verify
-//! and settle go to the facilitator, which submits `transferWithAuthorization`
-//! on chain. Test hooks can hold a paid request (to kill the agent at a
-//! precise point) and quote for the wrong payee (a compromised seller).
+//! Test hooks wrap the gateway's outside systems, never its logic: a
+//! generator that can hold a paid request after verification (before
+//! settlement), a facilitator wrapper that can hold it after settlement
+//! (money moved, no answer yet) and counts settlements, and a counter of
+//! requests that carried a payment. A "compromised seller" is the same
+//! gateway configured to be paid to another address or in another token.
 
 use std::{
-    collections::HashMap,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicU32, Ordering},
     },
+    time::Duration,
 };
 
 use alloy::primitives::Address;
-use axum::{
-    Json, Router,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
-    routing::post,
+use async_trait::async_trait;
+use gateway_lambda::{
+    AppState, app,
+    chain::RpcChain,
+    generate::{GeneratedImage, GenerationError, Generator, ImageJob, LocalGenerator},
+    payment::Seller,
+    pricing::ImagePrices,
+    store::FileStore,
 };
-use base64::Engine as _;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 use x402::{
     Usdc,
-    catalog::{ImageQuality, ImageRequest, ImageResponse},
-    facilitator::{Facilitator, HttpFacilitator},
-    wire::{
-        self, PaymentPayload, PaymentRequiredV2, Requirements, RequirementsV2, ResourceInfo,
-        TokenExtra,
-    },
+    facilitator::{Facilitator, FacilitatorError, HttpFacilitator},
+    wire::{PaymentPayload, Requirements, SettleResponse, Supported, VerifyResponse},
 };
 
 /// Where a paid request may be held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hold {
-    None,
-    /// After verification, before settling.
+    /// After verification, before settling (while generating).
     BeforeSettle,
     /// After settling (money moved), before answering.
     AfterSettle,
 }
 
-pub struct SellerState {
-    stack: testkit::Stack,
-    facilitator: HttpFacilitator,
-    pub pay_to: std::sync::Mutex<Address>,
-    pub asset: std::sync::Mutex<Address>,
-    url: std::sync::Mutex<String>,
-    /// Answers by payment nonce: the seller's idempotency.
-    results: Mutex<HashMap<String, (ImageResponse, wire::SettleResponse)>>,
-    pub paid_requests: AtomicU32,
-    pub settlements: AtomicU32,
-    pub quotes: AtomicU32,
-    hold: std::sync::Mutex<Hold>,
+#[derive(Default)]
+pub struct Hooks {
+    hold: Mutex<Option<Hold>>,
     /// Signalled when a held request reaches its hold point.
     pub held: Notify,
     release: Notify,
     released: AtomicBool,
+    pub settlements: AtomicU32,
+    pub paid_requests: AtomicU32,
+}
+
+impl Hooks {
+    fn hold_at(&self, point: Hold) -> bool {
+        *self.hold.lock().unwrap() == Some(point)
+    }
+
+    async fn wait(&self) {
+        self.held.notify_one();
+        loop {
+            let notified = self.release.notified();
+            if self.released.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct HoldingGenerator(Arc<Hooks>);
+
+#[async_trait]
+impl Generator for HoldingGenerator {
+    async fn image(&self, job: &ImageJob) -> Result<GeneratedImage, GenerationError> {
+        if self.0.hold_at(Hold::BeforeSettle) {
+            self.0.wait().await;
+        }
+        LocalGenerator.image(job).await
+    }
+    async fn text(&self, prompt: &str) -> Result<String, GenerationError> {
+        LocalGenerator.text(prompt).await
+    }
+    async fn count_input_tokens(&self, prompt: &str) -> Result<u64, GenerationError> {
+        LocalGenerator.count_input_tokens(prompt).await
+    }
+    fn name(&self) -> &'static str {
+        "local"
+    }
+}
+
+struct HookedFacilitator {
+    inner: HttpFacilitator,
+    hooks: Arc<Hooks>,
+}
+
+#[async_trait]
+impl Facilitator for HookedFacilitator {
+    async fn verify(
+        &self,
+        p: &PaymentPayload,
+        r: &Requirements,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        self.inner.verify(p, r).await
+    }
+
+    async fn settle(
+        &self,
+        p: &PaymentPayload,
+        r: &Requirements,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let out = self.inner.settle(p, r).await;
+        if out.as_ref().is_ok_and(|s| s.success) {
+            self.hooks.settlements.fetch_add(1, Ordering::SeqCst);
+            if self.hooks.hold_at(Hold::AfterSettle) {
+                self.hooks.wait().await;
+            }
+        }
+        out
+    }
+
+    async fn supported(&self) -> Result<Supported, FacilitatorError> {
+        self.inner.supported().await
+    }
 }
 
 #[derive(Clone)]
-pub struct TestSeller(pub Arc<SellerState>);
+pub struct TestSeller {
+    pub hooks: Arc<Hooks>,
+    url: String,
+}
 
+/// The gateway's price list with premium raised above the agent's
+/// auto-approve limit (0.10), so the consent path can be exercised:
 /// standard 0.04, premium 0.50 USDC.
-pub fn price(req: &ImageRequest) -> Usdc {
-    match req.quality {
-        ImageQuality::Standard => Usdc::from_atomic(40_000),
-        ImageQuality::Premium => Usdc::from_atomic(500_000),
+pub fn prices() -> ImagePrices {
+    ImagePrices {
+        premium_1024: Usdc::from_atomic(500_000),
+        premium_2048: Usdc::from_atomic(500_000),
+        ..ImagePrices::default()
     }
 }
 
 impl TestSeller {
     pub async fn start(stack: &testkit::Stack) -> TestSeller {
-        let state = Arc::new(SellerState {
-            facilitator: stack.facilitator(),
-            pay_to: std::sync::Mutex::new(stack.seller_wallet),
-            asset: std::sync::Mutex::new(stack.usdc_contract),
-            stack: stack.clone(),
-            url: std::sync::Mutex::new(String::new()),
-            results: Mutex::default(),
-            paid_requests: AtomicU32::new(0),
-            settlements: AtomicU32::new(0),
-            quotes: AtomicU32::new(0),
-            hold: std::sync::Mutex::new(Hold::None),
-            held: Notify::new(),
-            release: Notify::new(),
-            released: AtomicBool::new(false),
-        });
-        let app = Router::new()
-            .route("/generate_image", post(generate))
-            .with_state(TestSeller(state.clone()));
+        Self::start_as(stack, stack.seller_wallet, stack.usdc_contract).await
+    }
+
+    /// A gateway paid to `pay_to` in `asset` (a compromised seller when
+    /// they differ from the agent's configuration).
+    pub async fn start_as(stack: &testkit::Stack, pay_to: Address, asset: Address) -> TestSeller {
+        let hooks = Arc::new(Hooks::default());
+        let dir = std::env::temp_dir().join(format!("agent-gw-{}", uuid::Uuid::new_v4().simple()));
+        let store = Arc::new(FileStore::new(&dir).unwrap());
+        let state = AppState {
+            seller: Seller {
+                network: stack.network,
+                asset,
+                pay_to,
+                token_name: "USDC".into(),
+                token_version: "2".into(),
+                max_timeout_seconds: 300,
+            },
+            prices: prices(),
+            facilitator: Arc::new(HookedFacilitator {
+                inner: stack.facilitator(),
+                hooks: hooks.clone(),
+            }),
+            generator: Arc::new(HoldingGenerator(hooks.clone())),
+            payments: store.clone(),
+            results: store,
+            chain: Arc::new(RpcChain::new(&stack.rpc_url, stack.usdc_contract).unwrap()),
+            public_url: None,
+            lease: Duration::from_secs(120),
+            generation_timeout: Duration::from_secs(120),
+        };
+        let counter = hooks.clone();
+        let router = app(Arc::new(state)).layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let counter = counter.clone();
+                async move {
+                    let h = req.headers();
+                    if h.contains_key("payment-signature") || h.contains_key("x-payment") {
+                        counter.paid_requests.fetch_add(1, Ordering::SeqCst);
+                    }
+                    next.run(req).await
+                }
+            },
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        *state.url.lock().unwrap() = format!("{base}/generate_image");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        TestSeller(state)
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        TestSeller { hooks, url }
     }
 
     pub fn base_url(&self) -> String {
-        self.0
-            .url
-            .lock()
-            .unwrap()
-            .trim_end_matches("/generate_image")
-            .to_owned()
+        self.url.clone()
     }
 
     pub fn hold(&self, h: Hold) {
-        *self.0.hold.lock().unwrap() = h;
-        self.0.released.store(false, Ordering::SeqCst);
+        *self.hooks.hold.lock().unwrap() = Some(h);
+        self.hooks.released.store(false, Ordering::SeqCst);
     }
 
     /// Lets held requests go and stops holding new ones.
     pub fn release(&self) {
-        *self.0.hold.lock().unwrap() = Hold::None;
-        self.0.released.store(true, Ordering::SeqCst);
-        self.0.release.notify_waiters();
+        *self.hooks.hold.lock().unwrap() = None;
+        self.hooks.released.store(true, Ordering::SeqCst);
+        self.hooks.release.notify_waiters();
     }
 
     pub fn settlements(&self) -> u32 {
-        self.0.settlements.load(Ordering::SeqCst)
+        self.hooks.settlements.load(Ordering::SeqCst)
     }
 
     pub fn paid_requests(&self) -> u32 {
-        self.0.paid_requests.load(Ordering::SeqCst)
+        self.hooks.paid_requests.load(Ordering::SeqCst)
     }
-}
-
-fn requirement(s: &SellerState, req: &ImageRequest) -> RequirementsV2 {
-    RequirementsV2 {
-        scheme: wire::SCHEME_EXACT.into(),
-        network: s.stack.network.caip2().into(),
-        amount: price(req).atomic_string(),
-        asset: *s.asset.lock().unwrap(),
-        pay_to: *s.pay_to.lock().unwrap(),
-        max_timeout_seconds: 300,
-        extra: Some(TokenExtra {
-            name: "USDC".into(),
-            version: "2".into(),
-        }),
-    }
-}
-
-fn payment_required(s: &SellerState, req: &ImageRequest, error: Option<String>) -> Response {
-    let doc = PaymentRequiredV2 {
-        x402_version: 2,
-        error,
-        resource: ResourceInfo {
-            url: s.url.lock().unwrap().clone(),
-            description: "image generation".into(),
-            mime_type: "application/json".into(),
-        },
-        accepts: vec![requirement(s, req)],
-        extensions: None,
-    };
-    (
-        StatusCode::PAYMENT_REQUIRED,
-        [(wire::PAYMENT_REQUIRED, wire::encode_header(&doc))],
-        Json(serde_json::json!({})),
-    )
-        .into_response()
-}
-
-async fn wait_at(s: &SellerState, point: Hold) {
-    if *s.hold.lock().unwrap() == point {
-        let released = s.release.notified();
-        s.held.notify_one();
-        if !s.released.load(Ordering::SeqCst) {
-            released.await;
-        }
-    }
-}
-
-fn png(seed: u32) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let mut enc = png::Encoder::new(&mut bytes, 4, 4);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut w = enc.write_header().unwrap();
-    let [a, b, c, _] = seed.to_le_bytes();
-    w.write_image_data(&[a, b, c].repeat(16)).unwrap();
-    drop(w);
-    bytes
-}
-
-async fn generate(
-    State(TestSeller(s)): State<TestSeller>,
-    headers: HeaderMap,
-    Json(req): Json<ImageRequest>,
-) -> Response {
-    let Some(header) = headers
-        .get(wire::PAYMENT_SIGNATURE)
-        .and_then(|h| h.to_str().ok())
-    else {
-        s.quotes.fetch_add(1, Ordering::SeqCst);
-        return payment_required(&s, &req, None);
-    };
-    s.paid_requests.fetch_add(1, Ordering::SeqCst);
-    let Ok(PaymentPayload::V2(payment)) = wire::decode_payment(header) else {
-        return payment_required(&s, &req, Some("invalid payment header".into()));
-    };
-    let expected = requirement(&s, &req);
-    if payment.accepted != expected {
-        return payment_required(&s, &req, Some("payment does not match the offer".into()));
-    }
-    let nonce = payment.payload.authorization.nonce.to_string();
-    // One paid request at a time per nonce (here: at all), so a concurrent
-    // repeat waits and then finds the stored result.
-    let mut results = s.results.lock().await;
-    if let Some((image, settle)) = results.get(&nonce) {
-        return ok(image.clone(), settle);
-    }
-    let payload = PaymentPayload::V2(payment);
-    let requirements = Requirements::V2(expected);
-    match s.facilitator.verify(&payload, &requirements).await {
-        Ok(v) if v.is_valid => {}
-        Ok(v) => return payment_required(&s, &req, v.invalid_reason),
-        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-    }
-    wait_at(&s, Hold::BeforeSettle).await;
-    let settle = match s.facilitator.settle(&payload, &requirements).await {
-        Ok(r) if r.success => r,
-        Ok(r) => return payment_required(&s, &req, r.error_reason),
-        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-    };
-    s.settlements.fetch_add(1, Ordering::SeqCst);
-    let seed = req.seed.unwrap_or_else(rand::random);
-    let image = ImageResponse {
-        image_base64: base64::engine::general_purpose::STANDARD.encode(png(seed)),
-        content_type: "image/png".into(),
-        width: 4,
-        height: 4,
-        size: req.size,
-        quality: req.quality,
-        seed,
-        price: price(&req),
-        transaction_url: s.stack.network.explorer_tx_url(&settle.transaction),
-    };
-    results.insert(nonce, (image.clone(), settle.clone()));
-    drop(results);
-    wait_at(&s, Hold::AfterSettle).await;
-    ok(image, &settle)
-}
-
-fn ok(image: ImageResponse, settle: &wire::SettleResponse) -> Response {
-    (
-        StatusCode::OK,
-        [(wire::PAYMENT_RESPONSE, wire::encode_header(settle))],
-        Json(image),
-    )
-        .into_response()
 }

@@ -77,7 +77,13 @@ impl Harness {
         let wallet = opts.wallet.unwrap_or_else(|| {
             // Never called by tests that use this default (nothing listens).
             Arc::new(
-                ChainWallet::new("http://127.0.0.1:9", opts.rules.asset, Address::ZERO).unwrap(),
+                ChainWallet::new(
+                    "http://127.0.0.1:9",
+                    opts.rules.network,
+                    opts.rules.asset,
+                    Address::ZERO,
+                )
+                .unwrap(),
             )
         });
         let tools = ToolBox {

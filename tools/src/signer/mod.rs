@@ -6,8 +6,14 @@
 //! and can police what it signs, and a local one hashes with
 //! [`x402::eip3009::signing_hash`].
 
+pub mod cdp;
+pub mod kms;
 pub mod local;
 
+use std::sync::Arc;
+
+pub use cdp::{CdpConfig, CdpExportedSigner, CdpSigner};
+pub use kms::KmsSigner;
 pub use local::LocalSigner;
 
 use alloy::{
@@ -47,4 +53,41 @@ pub trait PaymentSigner: Send + Sync + std::fmt::Debug {
 
     /// For logs: `"local"`, `"cdp"`, `"cdp-export"`, `"kms"`.
     fn kind(&self) -> &'static str;
+}
+
+/// Which signer to build (`SIGNER=local|cdp|cdp-export|kms`).
+#[derive(Clone, Debug)]
+pub enum SignerConfig {
+    /// `BUYER_PRIVATE_KEY` (redacted in `Debug`).
+    Local(Redacted),
+    Cdp(CdpConfig),
+    CdpExport(CdpConfig),
+    /// `KMS_KEY_ID` (id, ARN or alias) and the AWS configuration to reach it.
+    Kms {
+        key_id: String,
+        aws: Box<aws_config::SdkConfig>,
+    },
+}
+
+/// A secret string whose `Debug` never shows it.
+#[derive(Clone)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Builds the configured signer (remote ones connect and resolve their
+/// address now, so a misconfiguration stops start-up, not the first payment).
+pub async fn from_config(cfg: SignerConfig) -> Result<Arc<dyn PaymentSigner>, SignerError> {
+    Ok(match cfg {
+        SignerConfig::Local(key) => Arc::new(LocalSigner::from_hex(&key.0)?),
+        SignerConfig::Cdp(c) => Arc::new(CdpSigner::connect(&c).await?),
+        SignerConfig::CdpExport(c) => Arc::new(CdpExportedSigner::connect(&c).await?),
+        SignerConfig::Kms { key_id, aws } => {
+            Arc::new(KmsSigner::connect(aws_sdk_kms::Client::new(&aws), key_id).await?)
+        }
+    })
 }

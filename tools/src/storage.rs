@@ -1,8 +1,6 @@
-//! Where paid images are kept: S3 with presigned URLs in AWS, a directory
-//! with `file://` URLs locally. Responses carry URLs, never the bytes.
-//!
-//! (The `tools` crate is meant to own this as `tools::storage`; it was a
-//! placeholder when this was written. Same shape: `put`/`get` -> key + URL.)
+//! Where bought images are kept: S3 with presigned GET URLs (configurable
+//! expiry) in AWS, a directory with `file://` URLs locally. Callers hand out
+//! URLs, never megabytes of base64.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -193,7 +191,7 @@ mod tests {
 
     #[tokio::test]
     async fn dir_store_round_trip() {
-        let dir = std::env::temp_dir().join(format!("agent-images-{}", uuid::Uuid::new_v4()));
+        let dir = std::env::temp_dir().join(format!("tools-images-{:x}", rand::random::<u128>()));
         let s = DirImageStore::new(&dir);
         let stored = s.put("s1/a.png", b"png").await.unwrap();
         assert!(stored.url.starts_with("file:///"), "{}", stored.url);

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use agent::agent_tools::images::{ImageStore, S3ImageStore};
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
+use tools::storage::{ImageStore, S3ImageStore};
 
 #[tokio::test]
 async fn s3_store_keeps_images_behind_presigned_urls() {
@@ -24,7 +24,7 @@ async fn s3_store_keeps_images_behind_presigned_urls() {
         .force_path_style(true)
         .build();
     let client = aws_sdk_s3::Client::from_conf(conf);
-    let bucket = format!("agent-images-{}", uuid::Uuid::new_v4().simple());
+    let bucket = format!("tools-images-{:x}", rand::random::<u64>());
     client.create_bucket().bucket(&bucket).send().await.unwrap();
 
     let store = S3ImageStore::new(
