@@ -336,3 +336,79 @@ async fn an_unreachable_seller_gives_no_quote() {
     assert!(matches!(e, ClientError::Unreachable { .. }), "{e:?}");
     assert!(e.to_string().contains("cannot reach the seller"));
 }
+
+/// `x402-pay`, the command-line client, as a user runs it.
+async fn x402_pay(
+    stack: &testkit::Stack,
+    key: &PrivateKeySigner,
+    args: &[&str],
+) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_x402-pay"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SIGNER", "local")
+        .env(
+            "BUYER_PRIVATE_KEY",
+            format!("0x{}", alloy::hex::encode(key.to_bytes())),
+        )
+        .env("NETWORK", "base-sepolia")
+        .env("USDC_CONTRACT", stack.usdc_contract.to_checksum(None))
+        .env("SELLER_WALLET", stack.seller_wallet.to_checksum(None))
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn x402_pay_pays_within_max_and_refuses_above_it() {
+    let stack = stack();
+    let gw = gateway(&stack).await;
+    let key = stack.fresh_wallet(1_000_000).await.unwrap();
+    let url = format!("{gw}/generate_image");
+    let before = stack.usdc_balance(key.address()).await.unwrap();
+
+    let out = x402_pay(
+        &stack,
+        &key,
+        &[
+            "pay",
+            "--max",
+            "0.03",
+            "-d",
+            r#"{"prompt":"too dear"}"#,
+            &url,
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused, nothing was signed or paid"), "{err}");
+    assert!(
+        err.contains("0.04") && err.contains("0.03"),
+        "names amount and limit: {err}"
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(stack.usdc_balance(key.address()).await.unwrap(), before);
+
+    let out = x402_pay(
+        &stack,
+        &key,
+        &["pay", "--max", "0.05", "-d", r#"{"prompt":"a cat"}"#, &url],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(body["imageBase64"].as_str().is_some_and(|s| !s.is_empty()));
+    let receipt: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stderr).lines().last().unwrap()).unwrap();
+    assert_eq!(receipt["status"], 200);
+    let receipt: Receipt = serde_json::from_value(receipt["receipt"].clone()).unwrap();
+    assert_on_chain(&stack, &receipt, key.address(), Usdc::from_atomic(40_000)).await;
+    let key_hex = alloy::hex::encode(key.to_bytes());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&key_hex));
+}
