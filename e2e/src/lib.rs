@@ -2,3 +2,4 @@
 //! the benchmarks share.
 
 pub mod fault_proxy;
+pub mod harness;

@@ -1,0 +1,254 @@
+//! The whole product on the local stack, for the full-path tests and the
+//! chaos suite: the real gateway (in-process, its outside systems
+//! injectable), the real agent binary as a process (killable), moto for S3
+//! and AgentCore Memory, the official facilitator and Anvil.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::Arc,
+    time::Duration,
+};
+
+use alloy::signers::local::PrivateKeySigner;
+use gateway_lambda::{
+    AppState, app,
+    chain::RpcChain,
+    generate::{Generator, LocalGenerator},
+    payment::Seller,
+    pricing::ImagePrices,
+    store::FileStore,
+};
+use serde_json::{Value, json};
+use x402::facilitator::{Facilitator, HttpFacilitator};
+
+pub fn stack() -> testkit::Stack {
+    testkit::Stack::load().expect("end-to-end tests need the local stack (cargo xtask stack)")
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("e2e-{name}-{:x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The gateway in-process on a loopback port.
+pub struct GatewayOptions {
+    pub facilitator_url: Option<String>,
+    pub generator: Option<Arc<dyn Generator>>,
+    pub facilitator_timeout: Duration,
+    pub lease: Duration,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            facilitator_url: None,
+            generator: None,
+            facilitator_timeout: Duration::from_secs(30),
+            lease: Duration::from_secs(120),
+        }
+    }
+}
+
+pub async fn start_gateway(stack: &testkit::Stack, opts: GatewayOptions) -> String {
+    let store = Arc::new(FileStore::new(temp_dir("gateway")).unwrap());
+    let facilitator: Arc<dyn Facilitator> = Arc::new(HttpFacilitator::new(
+        opts.facilitator_url
+            .unwrap_or_else(|| stack.facilitator_url.clone()),
+        opts.facilitator_timeout,
+    ));
+    let state = AppState {
+        seller: Seller {
+            network: stack.network,
+            asset: stack.usdc_contract,
+            pay_to: stack.seller_wallet,
+            token_name: "USDC".into(),
+            token_version: "2".into(),
+            max_timeout_seconds: 300,
+        },
+        prices: ImagePrices::default(),
+        facilitator,
+        generator: opts.generator.unwrap_or_else(|| Arc::new(LocalGenerator)),
+        payments: store.clone(),
+        results: store,
+        chain: Arc::new(RpcChain::new(&stack.rpc_url, stack.usdc_contract).unwrap()),
+        public_url: None,
+        lease: opts.lease,
+        generation_timeout: Duration::from_secs(60),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = app(Arc::new(state));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+/// The `agent` binary, built by `cargo test --workspace` (or `cargo build`).
+pub fn agent_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("agent");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p agent)",
+        bin.display()
+    );
+    bin
+}
+
+/// How the agent process is configured.
+#[derive(Clone)]
+pub struct AgentSetup {
+    pub port: u16,
+    pub gateway_url: String,
+    pub buyer: PrivateKeySigner,
+    /// Endpoint for S3 and Memory (moto, or a fault proxy in front of it).
+    pub aws_endpoint: String,
+    pub memory_id: String,
+    pub bucket: String,
+    pub dir: PathBuf,
+}
+
+pub struct AgentProcess {
+    pub child: tokio::process::Child,
+    pub url: String,
+}
+
+impl AgentProcess {
+    pub async fn start(stack: &testkit::Stack, s: &AgentSetup) -> AgentProcess {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(s.dir.join("agent.log"))
+            .unwrap();
+        let child = tokio::process::Command::new(agent_binary())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .current_dir(&s.dir)
+            .env("AGENT_HOST", "127.0.0.1")
+            .env("AGENT_PORT", s.port.to_string())
+            .env("SELLER_WALLET", stack.seller_wallet.to_checksum(None))
+            .env("GATEWAY_URL", &s.gateway_url)
+            .env(
+                "BUYER_PRIVATE_KEY",
+                alloy::hex::encode_prefixed(s.buyer.to_bytes()),
+            )
+            .env("NETWORK", stack.network.v1_name())
+            .env("RPC_URL", &stack.rpc_url)
+            .env("USDC_CONTRACT", stack.usdc_contract.to_checksum(None))
+            .env("MODEL_PROVIDER", "offline")
+            .env("BEDROCK_AGENTCORE_MEMORY_ID", &s.memory_id)
+            .env("IMAGES_BUCKET", &s.bucket)
+            .env("AWS_ENDPOINT_URL", &s.aws_endpoint)
+            .env("AWS_REGION", &stack.aws_region)
+            .env("AWS_ACCESS_KEY_ID", &stack.aws_access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &stack.aws_secret_access_key)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{}", s.port);
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{url}/ping")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the agent did not come up; see {}",
+                s.dir.join("agent.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        AgentProcess { child, url }
+    }
+
+    /// SIGKILL: no shutdown hooks, nothing flushed beyond what was persisted.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// `POST /invocations` (JSON).
+pub async fn invoke(
+    http: &reqwest::Client,
+    agent: &str,
+    session: &str,
+    prompt: &str,
+) -> Result<Value, String> {
+    let resp = http
+        .post(format!("{agent}/invocations"))
+        .header("x-amzn-bedrock-agentcore-runtime-session-id", session)
+        .json(&json!({"input": {"prompt": prompt}}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body: Value = resp.json().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(format!("{status}: {body}"))
+    }
+}
+
+/// S3 and AgentCore Memory clients on moto (direct, no fault proxy).
+pub async fn aws(stack: &testkit::Stack) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(stack.aws_region.clone()))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            stack.aws_access_key_id.clone(),
+            stack.aws_secret_access_key.clone(),
+            None,
+            None,
+            "stack",
+        ))
+        .endpoint_url(&stack.aws_endpoint_url)
+        .load()
+        .await
+}
+
+pub async fn create_bucket(conf: &aws_config::SdkConfig) -> String {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = format!("e2e-images-{:x}", rand::random::<u64>());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    bucket
+}
+
+/// The session's records as the agent stored them in Memory.
+pub async fn ledger(conf: &aws_config::SdkConfig, memory_id: &str, session: &str) -> Vec<Value> {
+    use agent::session::{Record, SessionStore, memory::MemorySessionStore};
+    let store = MemorySessionStore::new(
+        aws_sdk_bedrockagentcore::Client::new(conf),
+        memory_id.to_owned(),
+    );
+    store
+        .load("default", session)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Ledger { entry } => Some(entry),
+            Record::Message { .. } => None,
+        })
+        .collect()
+}
