@@ -92,7 +92,7 @@ export function loadConfig(context: Lookup, env: Lookup, repoRoot: string): Depl
     usdcContract: get('usdcContract', 'USDC_CONTRACT'),
     modelId: must('modelId', 'MODEL_ID', 'us.anthropic.claude-sonnet-4-5-20250929-v1:0'),
     novaCanvasModelId: must('novaCanvasModelId', 'NOVA_CANVAS_MODEL_ID', 'amazon.nova-canvas-v1:0'),
-    novaLiteModelId: must('novaLiteModelId', 'NOVA_LITE_MODEL_ID', 'amazon.nova-lite-v1:0'),
+    novaLiteModelId: must('novaLiteModelId', 'NOVA_LITE_MODEL_ID', 'us.amazon.nova-2-lite-v1:0'),
     signer: signer as Signer,
     kmsKeyArn: signer === 'kms' ? kmsKeyArn : undefined,
     cdpAccountName: must('cdpAccountName', 'CDP_ACCOUNT_NAME', 'x402-agent'),

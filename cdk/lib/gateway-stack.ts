@@ -36,6 +36,11 @@ export class GatewayStack extends Stack {
         PAYMENTS_TABLE: payments.tableName,
         RESULTS_BUCKET: results.bucketName,
         MAX_TIMEOUT_SECONDS: '60',
+        // Inside the 29 s Lambda limit: generation, then verify and settle.
+        GENERATION_TIMEOUT_SECONDS: '20',
+        FACILITATOR_TIMEOUT_SECONDS: '8',
+        // A claim whose invocation died frees after this (> the Lambda timeout).
+        PAYMENT_LEASE_SECONDS: '60',
         ...(config.usdcContract ? { USDC_CONTRACT: config.usdcContract } : {}),
         ...(config.rpcUrl ? { RPC_URL: config.rpcUrl } : {}),
       },
@@ -44,6 +49,7 @@ export class GatewayStack extends Stack {
       const ref = secretRef(this, 'CdpApiKeySecret', config.secrets.cdpApiKeySecret, 'CDP_API_KEY');
       ref.secret.grantRead(fn);
       for (const [k, v] of Object.entries(ref.env)) fn.addEnvironment(k, v);
+      if (config.cdpApiKeyId) fn.addEnvironment('CDP_API_KEY_ID', config.cdpApiKeyId);
     }
     payments.grantReadWriteData(fn);
     fn.addToRolePolicy(
@@ -56,7 +62,8 @@ export class GatewayStack extends Stack {
     ack(fn, objectsFinding(results, '*'), 'The results bucket is dedicated to the gateway: it reads and writes its own objects only.');
     fn.addToRolePolicy(
       new iam.PolicyStatement({
-        actions: ['bedrock:InvokeModel'],
+        // InvokeModel covers Converse; CountTokens prices nova-llm requests.
+        actions: ['bedrock:InvokeModel', 'bedrock:CountTokens'],
         resources: [config.novaCanvasModelId, config.novaLiteModelId].flatMap((m) =>
           modelResourceArns(m, this.region, this.account, this.partition),
         ),

@@ -52,7 +52,15 @@ pub struct Config {
 #[derive(Clone)]
 pub struct CdpKey {
     pub id: String,
-    pub secret: String,
+    /// The secret itself (`CDP_API_KEY_SECRET`) or, in AWS, the Secrets
+    /// Manager ARN holding it (`CDP_API_KEY_SECRET_ARN`), read at start-up.
+    pub secret: SecretSource,
+}
+
+#[derive(Clone)]
+pub enum SecretSource {
+    Value(String),
+    Arn(String),
 }
 
 impl std::fmt::Debug for CdpKey {
@@ -140,11 +148,23 @@ impl Config {
             Network::BaseSepolia => "https://sepolia.base.org",
             Network::Base => "https://mainnet.base.org",
         };
-        let cdp = match (get("CDP_API_KEY_ID"), get("CDP_API_KEY_SECRET")) {
+        let secret = match (get("CDP_API_KEY_SECRET"), get("CDP_API_KEY_SECRET_ARN")) {
+            (Some(v), None) => Some(SecretSource::Value(v)),
+            (None, Some(arn)) => Some(SecretSource::Arn(arn)),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                problems.push("set CDP_API_KEY_SECRET or CDP_API_KEY_SECRET_ARN, not both".into());
+                None
+            }
+        };
+        let cdp = match (get("CDP_API_KEY_ID"), secret) {
             (Some(id), Some(secret)) => Some(CdpKey { id, secret }),
             (None, None) => None,
             _ => {
-                problems.push("set both CDP_API_KEY_ID and CDP_API_KEY_SECRET, or neither".into());
+                problems.push(
+                    "set both CDP_API_KEY_ID and CDP_API_KEY_SECRET (or its _ARN), or neither"
+                        .into(),
+                );
                 None
             }
         };

@@ -8,7 +8,7 @@ use x402::facilitator::HttpFacilitator;
 use crate::{
     app::AppState,
     chain::RpcChain,
-    config::{Backend, Config, Storage},
+    config::{Backend, CdpKey, Config, SecretSource, Storage},
     generate::{Generator, LocalGenerator},
     store::{FileStore, PaymentStore, ResultStore},
 };
@@ -18,18 +18,48 @@ use crate::{
 pub struct WiringError(pub String);
 
 pub async fn state(cfg: &Config) -> Result<AppState, WiringError> {
+    let needs_aws = !matches!(
+        (&cfg.backend, &cfg.storage),
+        (Backend::Local, Storage::Dir(_))
+    ) || matches!(
+        &cfg.cdp,
+        Some(CdpKey {
+            secret: SecretSource::Arn(_),
+            ..
+        })
+    );
+    let aws = if needs_aws {
+        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+    } else {
+        None
+    };
     let mut facilitator =
         HttpFacilitator::new(cfg.facilitator_url.clone(), cfg.facilitator_timeout);
     if let Some(key) = &cfg.cdp {
+        let secret = match &key.secret {
+            SecretSource::Value(v) => v.clone(),
+            SecretSource::Arn(arn) => {
+                aws_sdk_secretsmanager::Client::new(aws.as_ref().expect("loaded for the ARN"))
+                    .get_secret_value()
+                    .secret_id(arn)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        WiringError(format!(
+                            "reading CDP_API_KEY_SECRET_ARN: {}",
+                            aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                        ))
+                    })?
+                    .secret_string()
+                    .map(str::to_owned)
+                    .ok_or_else(|| WiringError("CDP_API_KEY_SECRET_ARN holds no string".into()))?
+            }
+        };
         facilitator = facilitator.with_auth(Arc::new(crate::aws::cdp_auth::CdpJwt::new(
             key.id.clone(),
-            key.secret.clone(),
+            secret,
         )));
     }
-    let aws = match (&cfg.backend, &cfg.storage) {
-        (Backend::Local, Storage::Dir(_)) => None,
-        _ => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
-    };
     let generator: Arc<dyn Generator> = match &cfg.backend {
         Backend::Local => Arc::new(LocalGenerator),
         Backend::Bedrock {
