@@ -6,7 +6,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { DeployConfig, modelResourceArns } from './config';
 import { privateBucket, rustFunction, secretRef, ttlTable } from './common';
-import { ack, objectsFinding } from './nag';
+import { ack, nagAccount, nagRegion, objectsFinding } from './nag';
 
 /** Partition key of the payments table (replay guard + payment state). */
 export const PAYMENTS_KEY = 'pk';
@@ -69,6 +69,18 @@ export class GatewayStack extends Stack {
         ),
       }),
     );
+
+    for (const m of [config.novaCanvasModelId, config.novaLiteModelId]) {
+      for (const arn of modelResourceArns(m, nagRegion(this), nagAccount(this), '<AWS::Partition>')) {
+        if (arn.includes('*')) {
+          ack(
+            fn,
+            `AwsSolutions-IAM5[Resource::${arn}]`,
+            'A cross-region inference profile routes to the same foundation model in several regions; the model id is fixed.',
+          );
+        }
+      }
+    }
 
     const api = new apigwv2.HttpApi(this, 'Api', {
       description: 'x402 seller gateway',
