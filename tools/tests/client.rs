@@ -203,12 +203,19 @@ async fn pays_our_gateway_in_v2_and_v1_with_real_receipts() {
 }
 
 #[tokio::test]
-async fn pays_an_official_x402_express_seller() {
+async fn pays_official_x402_express_sellers_v2_and_v1() {
+    for version in ["v2", "v1"] {
+        pays_an_official_x402_express_seller(version).await;
+    }
+}
+
+async fn pays_an_official_x402_express_seller(version: &str) {
     let stack = stack();
     let local = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../local");
     let mut child = tokio::process::Command::new("node")
         .current_dir(&local)
         .arg("interop/express-seller.mjs")
+        .env("VERSION", version)
         .env("FACILITATOR_URL", &stack.facilitator_url)
         .env("PAY_TO", stack.seller_wallet.to_checksum(None))
         .stdout(std::process::Stdio::piped())
@@ -232,10 +239,18 @@ async fn pays_an_official_x402_express_seller() {
         .pay(&req, &Limits::single(Usdc::from_atomic(10_000)))
         .await
         .unwrap();
-    assert_eq!(paid.status, 200);
+    assert_eq!(paid.status, 200, "{version}");
     let body: serde_json::Value = serde_json::from_slice(&paid.body).unwrap();
     assert_eq!(body["content"], "paid content");
-    let receipt = paid.receipt.expect("PAYMENT-RESPONSE");
+    let receipt = paid.receipt.expect("a settlement header");
+    assert_eq!(
+        receipt.network,
+        if version == "v2" {
+            "eip155:84532"
+        } else {
+            "base-sepolia"
+        }
+    );
     assert_on_chain(&stack, &receipt, key.address(), Usdc::from_atomic(10_000)).await;
 }
 
