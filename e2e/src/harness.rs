@@ -12,12 +12,10 @@ use std::{
 
 use alloy::signers::local::PrivateKeySigner;
 use gateway_lambda::{
-    AppState, app,
-    chain::RpcChain,
+    app,
     generate::{Generator, LocalGenerator},
     payment::Seller,
-    pricing::ImagePrices,
-    store::FileStore,
+    wiring::local_state,
 };
 use serde_json::{Value, json};
 use x402::facilitator::{Facilitator, HttpFacilitator};
@@ -60,31 +58,20 @@ impl Default for GatewayOptions {
 }
 
 pub async fn start_gateway(stack: &testkit::Stack, opts: GatewayOptions) -> String {
-    let store = Arc::new(FileStore::new(temp_dir("gateway")).unwrap());
     let facilitator: Arc<dyn Facilitator> = Arc::new(HttpFacilitator::new(
         opts.facilitator_url
             .unwrap_or_else(|| stack.facilitator_url.clone()),
         opts.facilitator_timeout,
     ));
-    let state = AppState {
-        seller: Seller {
-            network: stack.network,
-            asset: stack.usdc_contract,
-            pay_to: stack.seller_wallet,
-            token_name: "USDC".into(),
-            token_version: "2".into(),
-            max_timeout_seconds: 300,
-        },
-        prices: ImagePrices::default(),
+    let mut state = local_state(
+        Seller::usdc(stack.network, stack.usdc_contract, stack.seller_wallet),
         facilitator,
-        generator: opts.generator.unwrap_or_else(|| Arc::new(LocalGenerator)),
-        payments: store.clone(),
-        results: store,
-        chain: Arc::new(RpcChain::new(&stack.rpc_url, stack.usdc_contract).unwrap()),
-        public_url: None,
-        lease: opts.lease,
-        generation_timeout: Duration::from_secs(60),
-    };
+        opts.generator.unwrap_or_else(|| Arc::new(LocalGenerator)),
+        &stack.rpc_url,
+        &temp_dir("gateway"),
+    )
+    .unwrap();
+    state.lease = opts.lease;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = app(Arc::new(state));

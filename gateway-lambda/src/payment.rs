@@ -50,7 +50,28 @@ pub struct Offered {
     pub v2: RequirementsV2,
 }
 
+/// Authorizations asked for by default are valid this long.
+pub const DEFAULT_MAX_TIMEOUT_SECONDS: u64 = 300;
+
 impl Seller {
+    /// A seller of `network`'s USDC (`asset`) paid to `pay_to`, with the
+    /// token's EIP-712 name for that network ("USDC" on Base Sepolia, "USD
+    /// Coin" on Base) and version "2".
+    pub fn usdc(network: Network, asset: Address, pay_to: Address) -> Seller {
+        Seller {
+            network,
+            asset,
+            pay_to,
+            token_name: match network {
+                Network::BaseSepolia => "USDC",
+                Network::Base => "USD Coin",
+            }
+            .into(),
+            token_version: "2".into(),
+            max_timeout_seconds: DEFAULT_MAX_TIMEOUT_SECONDS,
+        }
+    }
+
     pub fn offer(&self, price: Usdc, resource: ResourceInfo) -> Offered {
         let extra = Some(TokenExtra {
             name: self.token_name.clone(),

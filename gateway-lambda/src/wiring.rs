@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use x402::facilitator::HttpFacilitator;
+use x402::facilitator::{Facilitator, HttpFacilitator};
 
 use crate::{
     app::AppState,
     chain::RpcChain,
     config::{Backend, CdpKey, Config, SecretSource, Storage},
     generate::{Generator, LocalGenerator},
+    payment::Seller,
     store::{FileStore, PaymentStore, ResultStore},
 };
 
@@ -104,5 +105,33 @@ pub async fn state(cfg: &Config) -> Result<AppState, WiringError> {
         public_url: cfg.public_url.clone(),
         lease: cfg.lease,
         generation_timeout: cfg.generation_timeout,
+    })
+}
+
+/// The gateway with file stores under `dir` and the chain at `rpc_url`: the
+/// local composition, for development, tests and benchmarks. Defaults: the
+/// published price list, a 120 s lease, a 60 s generation timeout; the
+/// fields are public to override.
+pub fn local_state(
+    seller: Seller,
+    facilitator: Arc<dyn Facilitator>,
+    generator: Arc<dyn Generator>,
+    rpc_url: &str,
+    dir: &std::path::Path,
+) -> Result<AppState, WiringError> {
+    let store = Arc::new(FileStore::new(dir).map_err(|e| WiringError(e.to_string()))?);
+    Ok(AppState {
+        chain: Arc::new(
+            RpcChain::new(rpc_url, seller.asset).map_err(|e| WiringError(e.to_string()))?,
+        ),
+        seller,
+        prices: crate::pricing::ImagePrices::default(),
+        facilitator,
+        generator,
+        payments: store.clone(),
+        results: store,
+        public_url: None,
+        lease: std::time::Duration::from_secs(120),
+        generation_timeout: std::time::Duration::from_secs(60),
     })
 }

@@ -3,12 +3,9 @@
 //! receipts carry real transactions whose transfers match the amounts. The
 //! policy refuses before anything is signed.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU32, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Arc,
+    atomic::{AtomicU32, Ordering},
 };
 
 use alloy::{
@@ -73,31 +70,16 @@ fn policy(stack: &testkit::Stack, pay_to: Address) -> PaymentPolicy {
 
 /// Our gateway in-process, on a loopback port.
 async fn gateway(stack: &testkit::Stack) -> String {
-    use gateway_lambda::{
-        AppState, app, chain::RpcChain, generate::LocalGenerator, payment::Seller,
-        pricing::ImagePrices, store::FileStore,
-    };
+    use gateway_lambda::{app, generate::LocalGenerator, payment::Seller, wiring::local_state};
     let dir = std::env::temp_dir().join(format!("tools-gw-{:x}", rand::random::<u64>()));
-    let store = Arc::new(FileStore::new(&dir).unwrap());
-    let state = AppState {
-        seller: Seller {
-            network: stack.network,
-            asset: stack.usdc_contract,
-            pay_to: stack.seller_wallet,
-            token_name: "USDC".into(),
-            token_version: "2".into(),
-            max_timeout_seconds: 300,
-        },
-        prices: ImagePrices::default(),
-        facilitator: Arc::new(stack.facilitator()),
-        generator: Arc::new(LocalGenerator),
-        payments: store.clone(),
-        results: store,
-        chain: Arc::new(RpcChain::new(&stack.rpc_url, stack.usdc_contract).unwrap()),
-        public_url: None,
-        lease: Duration::from_secs(60),
-        generation_timeout: Duration::from_secs(30),
-    };
+    let state = local_state(
+        Seller::usdc(stack.network, stack.usdc_contract, stack.seller_wallet),
+        Arc::new(stack.facilitator()),
+        Arc::new(LocalGenerator),
+        &stack.rpc_url,
+        &dir,
+    )
+    .unwrap();
     serve(app(Arc::new(state))).await
 }
 

@@ -19,12 +19,11 @@ use std::{
 use alloy::primitives::Address;
 use async_trait::async_trait;
 use gateway_lambda::{
-    AppState, app,
-    chain::RpcChain,
+    app,
     generate::{GeneratedImage, GenerationError, Generator, ImageJob, LocalGenerator},
     payment::Seller,
     pricing::ImagePrices,
-    store::FileStore,
+    wiring::local_state,
 };
 use tokio::sync::Notify;
 use x402::{
@@ -153,29 +152,19 @@ impl TestSeller {
     pub async fn start_as(stack: &testkit::Stack, pay_to: Address, asset: Address) -> TestSeller {
         let hooks = Arc::new(Hooks::default());
         let dir = std::env::temp_dir().join(format!("agent-gw-{}", uuid::Uuid::new_v4().simple()));
-        let store = Arc::new(FileStore::new(&dir).unwrap());
-        let state = AppState {
-            seller: Seller {
-                network: stack.network,
-                asset,
-                pay_to,
-                token_name: "USDC".into(),
-                token_version: "2".into(),
-                max_timeout_seconds: 300,
-            },
-            prices: prices(),
-            facilitator: Arc::new(HookedFacilitator {
+        let mut state = local_state(
+            Seller::usdc(stack.network, asset, pay_to),
+            Arc::new(HookedFacilitator {
                 inner: stack.facilitator(),
                 hooks: hooks.clone(),
             }),
-            generator: Arc::new(HoldingGenerator(hooks.clone())),
-            payments: store.clone(),
-            results: store,
-            chain: Arc::new(RpcChain::new(&stack.rpc_url, stack.usdc_contract).unwrap()),
-            public_url: None,
-            lease: Duration::from_secs(120),
-            generation_timeout: Duration::from_secs(120),
-        };
+            Arc::new(HoldingGenerator(hooks.clone())),
+            &stack.rpc_url,
+            &dir,
+        )
+        .unwrap();
+        state.prices = prices();
+        state.generation_timeout = Duration::from_secs(120);
         let counter = hooks.clone();
         let router = app(Arc::new(state)).layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {

@@ -9,12 +9,10 @@ use alloy::{
     signers::{SignerSync, local::PrivateKeySigner},
 };
 use gateway_lambda::{
-    AppState, app,
-    chain::RpcChain,
+    app,
     generate::{Generator, LocalGenerator},
     payment::Seller,
-    pricing::ImagePrices,
-    store::FileStore,
+    wiring::local_state,
 };
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -62,14 +60,7 @@ pub fn stack() -> testkit::Stack {
 }
 
 pub fn seller(stack: &testkit::Stack) -> Seller {
-    Seller {
-        network: stack.network,
-        asset: stack.usdc_contract,
-        pay_to: stack.seller_wallet,
-        token_name: "USDC".into(),
-        token_version: "2".into(),
-        max_timeout_seconds: 300,
-    }
+    Seller::usdc(stack.network, stack.usdc_contract, stack.seller_wallet)
 }
 
 pub fn temp_dir() -> PathBuf {
@@ -85,21 +76,17 @@ fn uuid() -> String {
 impl Gateway {
     pub async fn start(stack: &testkit::Stack, opts: Options) -> Gateway {
         let dir = opts.dir.unwrap_or_else(temp_dir);
-        let store = Arc::new(FileStore::new(&dir).unwrap());
-        let state = AppState {
-            seller: seller(stack),
-            prices: ImagePrices::default(),
-            facilitator: opts
-                .facilitator
+        let mut state = local_state(
+            seller(stack),
+            opts.facilitator
                 .unwrap_or_else(|| Arc::new(stack.facilitator())),
-            generator: opts.generator.unwrap_or_else(|| Arc::new(LocalGenerator)),
-            payments: store.clone(),
-            results: store,
-            chain: Arc::new(RpcChain::new(&stack.rpc_url, stack.usdc_contract).unwrap()),
-            public_url: None,
-            lease: opts.lease,
-            generation_timeout: Duration::from_secs(30),
-        };
+            opts.generator.unwrap_or_else(|| Arc::new(LocalGenerator)),
+            &stack.rpc_url,
+            &dir,
+        )
+        .unwrap();
+        state.lease = opts.lease;
+        state.generation_timeout = Duration::from_secs(30);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let router = app(Arc::new(state));

@@ -17,7 +17,7 @@
 
 use alloy::{
     primitives::{Address, Signature},
-    signers::{SignerSync, local::PrivateKeySigner},
+    signers::local::PrivateKeySigner,
     sol_types::Eip712Domain,
 };
 use async_trait::async_trait;
@@ -26,7 +26,7 @@ use cdp_sdk::{Client, auth::WalletAuth, types};
 use x402::eip3009::{self, Authorization};
 use zeroize::Zeroizing;
 
-use super::{PaymentSigner, SignerError};
+use super::{LocalSigner, PaymentSigner, SignerError};
 
 /// Credentials and account of a CDP server wallet. `Debug` redacts secrets.
 #[derive(Clone)]
@@ -166,9 +166,10 @@ impl PaymentSigner for CdpSigner {
     }
 }
 
-/// The CDP account's key, exported once, signing locally.
+/// The CDP account's key, exported once, signing locally (the key is a
+/// k256 signing key, zeroized on drop).
 pub struct CdpExportedSigner {
-    key: PrivateKeySigner,
+    key: LocalSigner,
 }
 
 impl std::fmt::Debug for CdpExportedSigner {
@@ -228,7 +229,9 @@ impl CdpExportedSigner {
         if key.address() != address {
             return Err(SignerError::WrongSigner { expected: address });
         }
-        Ok(CdpExportedSigner { key })
+        Ok(CdpExportedSigner {
+            key: LocalSigner::new(key),
+        })
     }
 }
 
@@ -243,14 +246,7 @@ impl PaymentSigner for CdpExportedSigner {
         auth: &Authorization,
         domain: &Eip712Domain,
     ) -> Result<Signature, SignerError> {
-        if auth.from != self.address() {
-            return Err(SignerError::WrongSigner {
-                expected: auth.from,
-            });
-        }
-        self.key
-            .sign_hash_sync(&auth.signing_hash(domain))
-            .map_err(|e| SignerError::Remote(e.to_string()))
+        self.key.sign_transfer_authorization(auth, domain).await
     }
 
     fn kind(&self) -> &'static str {
