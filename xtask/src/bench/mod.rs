@@ -264,7 +264,10 @@ async fn measure(paths: &Paths, stack: &mut RunningStack, opts: &BenchOptions) -
         ok += usize::from(success);
     }
     let wall = started.elapsed();
-    let transfers = rpc.transfers(&usdc, &buyer, &seller, block_before).await?;
+    // From the block after: `block_before` may hold the previous step's payment.
+    let transfers = rpc
+        .transfers(&usdc, &buyer, &seller, block_before + 1)
+        .await?;
     let buyer_after = rpc.usdc_balance(&usdc, &buyer).await?;
     r.load = Some(LoadFigures {
         sessions: opts.load,
