@@ -85,7 +85,12 @@ pub async fn state(cfg: &Config) -> Result<AppState, WiringError> {
                     table.clone(),
                 )),
                 Arc::new(crate::aws::s3::S3ResultStore::new(
-                    aws_sdk_s3::Client::new(aws),
+                    // A local S3 (AWS_ENDPOINT_URL, e.g. moto) needs path-style URLs.
+                    aws_sdk_s3::Client::from_conf(
+                        aws_sdk_s3::config::Builder::from(aws)
+                            .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
+                            .build(),
+                    ),
                     bucket.clone(),
                 )),
             )

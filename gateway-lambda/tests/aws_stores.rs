@@ -1,0 +1,167 @@
+//! The gateway's AWS stores against moto: the DynamoDB replay guard (one
+//! conditional write per transition, one winner among concurrent claims)
+//! and the S3 results, with the table schema the CDK stack creates.
+
+use std::sync::Arc;
+
+use alloy::primitives::{Address, B256};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use gateway_lambda::{
+    aws::{dynamo::DynamoPaymentStore, s3::S3ResultStore},
+    store::{PaymentKey, PaymentRecord, PaymentState, PaymentStore, ResultStore},
+};
+use x402::wire::SettleResponse;
+
+async fn aws() -> aws_config::SdkConfig {
+    let stack = testkit::Stack::load().expect("this test needs the local stack (moto)");
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(stack.aws_region.clone()))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            stack.aws_access_key_id.clone(),
+            stack.aws_secret_access_key.clone(),
+            None,
+            None,
+            "stack",
+        ))
+        .endpoint_url(&stack.aws_endpoint_url)
+        .load()
+        .await
+}
+
+/// The payments table as `cdk/lib/gateway-stack.ts` defines it: key `pk` (S).
+async fn table(conf: &aws_config::SdkConfig) -> String {
+    let name = format!("payments-{:x}", rand::random::<u64>());
+    aws_sdk_dynamodb::Client::new(conf)
+        .create_table()
+        .table_name(&name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+fn key() -> PaymentKey {
+    PaymentKey {
+        payer: Address::repeat_byte(0x3c),
+        nonce: B256::from(rand::random::<[u8; 32]>()),
+    }
+}
+
+fn rec(version: u64, state: PaymentState) -> PaymentRecord {
+    PaymentRecord {
+        fingerprint: "fp".into(),
+        state,
+        version,
+        expires_at: 1_900_000_000,
+    }
+}
+
+#[tokio::test]
+async fn dynamodb_transitions_are_conditional_writes() {
+    let conf = aws().await;
+    let name = table(&conf).await;
+    let store = DynamoPaymentStore::new(aws_sdk_dynamodb::Client::new(&conf), name.clone());
+    let k = key();
+    assert_eq!(store.get(&k).await.unwrap(), None);
+    let claimed = rec(1, PaymentState::InFlight { lease_until: 10 });
+    assert!(store.put_if(&k, None, &claimed).await.unwrap());
+    assert!(
+        !store.put_if(&k, None, &claimed).await.unwrap(),
+        "claimed once"
+    );
+    let settled = rec(
+        2,
+        PaymentState::Settled {
+            result_key: "r.json".into(),
+            settlement: SettleResponse {
+                success: true,
+                error_reason: None,
+                payer: None,
+                transaction: format!("{:#x}", B256::repeat_byte(9)),
+                network: "eip155:84532".into(),
+            },
+        },
+    );
+    assert!(
+        !store.put_if(&k, Some(5), &settled).await.unwrap(),
+        "stale version"
+    );
+    assert!(store.put_if(&k, Some(1), &settled).await.unwrap());
+    assert_eq!(store.get(&k).await.unwrap(), Some(settled));
+    assert!(!store.delete_if(&k, 1).await.unwrap());
+    assert!(store.delete_if(&k, 2).await.unwrap());
+    assert_eq!(store.get(&k).await.unwrap(), None);
+
+    // The TTL attribute the CDK table expires items by.
+    assert!(store.put_if(&k, None, &claimed).await.unwrap());
+    let item = aws_sdk_dynamodb::Client::new(&conf)
+        .get_item()
+        .table_name(&name)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(k.id()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        item.item().unwrap()["expiresAt"].as_n().unwrap(),
+        "1900000000"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_claims_of_one_payment_have_one_winner_in_dynamodb() {
+    let conf = aws().await;
+    let store = Arc::new(DynamoPaymentStore::new(
+        aws_sdk_dynamodb::Client::new(&conf),
+        table(&conf).await,
+    ));
+    let k = key();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .put_if(&k, None, &rec(1, PaymentState::InFlight { lease_until: 1 }))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+#[tokio::test]
+async fn s3_keeps_results_by_key() {
+    let conf = aws().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = format!("results-{:x}", rand::random::<u64>());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let store = S3ResultStore::new(s3, bucket);
+    assert_eq!(store.get("missing.json").await.unwrap(), None);
+    store.put("k.json", b"{\"a\":1}").await.unwrap();
+    assert_eq!(store.get("k.json").await.unwrap().unwrap(), b"{\"a\":1}");
+}
