@@ -18,9 +18,13 @@ impl Paths {
         Paths { root }
     }
 
-    /// `.local/`: generated state, logs, pidfile, `stack.env`.
+    /// `.local/`: generated state, logs, pidfile, `stack.env`. `STACK_STATE_DIR`
+    /// moves it (a second, independent stack; the stack's own tests).
     pub fn local(&self) -> PathBuf {
-        self.root.join(".local")
+        match std::env::var_os("STACK_STATE_DIR") {
+            Some(dir) if !dir.is_empty() => self.root.join(dir),
+            _ => self.root.join(".local"),
+        }
     }
 
     pub fn logs(&self) -> PathBuf {

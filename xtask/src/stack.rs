@@ -147,6 +147,20 @@ impl RunningStack {
             app_env: Vec::new(),
             release: opts.release,
         };
+        match stack.bring_up(paths, opts).await {
+            Ok(()) => Ok(stack),
+            Err(e) => {
+                // Stop what did start, gracefully and before returning, so a
+                // failed start leaves nothing running and no stack.env.
+                stack.down().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts every service in order, then writes `stack.env`.
+    async fn bring_up(&mut self, paths: &Paths, opts: &StackOptions) -> Result<()> {
+        let stack = self;
         let p = opts.ports;
         let rpc_url = format!("http://127.0.0.1:{}", p.anvil);
         let facilitator_url = format!("http://127.0.0.1:{}", p.facilitator);
@@ -328,7 +342,7 @@ impl RunningStack {
         }
         stack.env = env;
         stack.write_env_file()?;
-        Ok(stack)
+        Ok(())
     }
 
     async fn start(&mut self, spec: &ServiceSpec) -> Result<Option<std::process::ExitStatus>> {
