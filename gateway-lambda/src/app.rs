@@ -281,6 +281,12 @@ impl Product {
     }
 }
 
+/// Milliseconds since `t`, as a number in the JSON log (a `u128` would be
+/// written as a string).
+fn millis_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// One JSON log line per request.
 #[derive(Default)]
 struct Outcome {
@@ -289,9 +295,9 @@ struct Outcome {
     payer: String,
     nonce: String,
     tx: String,
-    verify_ms: u128,
-    generate_ms: u128,
-    settle_ms: u128,
+    verify_ms: u64,
+    generate_ms: u64,
+    settle_ms: u64,
 }
 
 /// Runs the paid flow to completion even if the client goes away: a
@@ -347,7 +353,7 @@ async fn sell_to_completion(
         verify_ms = out.verify_ms,
         generate_ms = out.generate_ms,
         settle_ms = out.settle_ms,
-        total_ms = started.elapsed().as_millis(),
+        total_ms = millis_since(started),
         "request"
     );
     response
@@ -372,7 +378,14 @@ async fn sell_inner(
         out.reason = "payment header is not ASCII".into();
         return bad_request("invalid_payload", "the payment header is not ASCII");
     };
-    let payment = match payment::check(header, &s.seller, offered, now()) {
+    let checked = payment::decode(header).and_then(|payload| {
+        // Logged as claimed even when refused: who tried what is worth knowing.
+        let auth = &payload.exact().authorization;
+        out.payer = format!("{:#x}", auth.from);
+        out.nonce = format!("{:#x}", auth.nonce);
+        payment::check_payload(payload, &s.seller, offered, now())
+    });
+    let payment = match checked {
         Ok(p) => p,
         Err(r) => {
             out.outcome = "refused";
@@ -380,8 +393,6 @@ async fn sell_inner(
             return refusal(offered, &r);
         }
     };
-    out.payer = format!("{:#x}", payment.payer);
-    out.nonce = format!("{:#x}", payment.nonce);
     let key = PaymentKey {
         payer: payment.payer,
         nonce: payment.nonce,
@@ -523,7 +534,7 @@ async fn produce(
 ) -> Result<(u64, String), Response> {
     let t = Instant::now();
     let verified = verify(s.facilitator.as_ref(), payment).await;
-    out.verify_ms = t.elapsed().as_millis();
+    out.verify_ms = millis_since(t);
     match verified {
         Ok(v) if v.is_valid => {}
         Ok(v) => {
@@ -554,19 +565,19 @@ async fn produce(
     let content = match tokio::time::timeout(s.generation_timeout, make(s, product)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            out.generate_ms = t.elapsed().as_millis();
+            out.generate_ms = millis_since(t);
             out.outcome = "failed";
             out.reason = e.to_string();
             return Err(generation_error(&e));
         }
         Err(_) => {
-            out.generate_ms = t.elapsed().as_millis();
+            out.generate_ms = millis_since(t);
             out.outcome = "failed";
             out.reason = "generation timed out".into();
             return Err(generation_error(&GenerationError::Timeout));
         }
     };
-    out.generate_ms = t.elapsed().as_millis();
+    out.generate_ms = millis_since(t);
 
     // Keep the content before any money moves.
     let result_key = format!("{}.json", key.id());
@@ -680,7 +691,7 @@ async fn settle(
         .facilitator
         .settle(&payment.payload, &payment.requirements)
         .await;
-    out.settle_ms = t.elapsed().as_millis();
+    out.settle_ms = millis_since(t);
     let settled = match answer {
         Ok(r) if r.success => Some(r),
         other => {

@@ -183,13 +183,19 @@ fn refused(code: &'static str, reason: impl Into<String>) -> Refusal {
 }
 
 /// Checks `header` (the value of `X-PAYMENT` or `PAYMENT-SIGNATURE`) against
-/// `offered`, at unix time `now`.
+/// `offered`, at unix time `now`: [`decode`], then [`check_payload`].
 pub fn check(
     header: &str,
     seller: &Seller,
     offered: &Offered,
     now: u64,
 ) -> Result<CheckedPayment, Refusal> {
+    check_payload(decode(header)?, seller, offered, now)
+}
+
+/// Decodes a payment header (size, base64, JSON, version); nothing is
+/// checked against the offer yet.
+pub fn decode(header: &str) -> Result<PaymentPayload, Refusal> {
     if header.len() > MAX_PAYMENT_HEADER_BYTES {
         return Err(Refusal {
             status: StatusCode::from_u16(431).expect("431 is a status"),
@@ -200,7 +206,7 @@ pub fn check(
             ),
         });
     }
-    let payload = wire::decode_payment(header).map_err(|e| match e {
+    wire::decode_payment(header).map_err(|e| match e {
         wire::HeaderError::Base64 => {
             malformed("invalid_base64", "the payment header is not valid base64")
         }
@@ -213,8 +219,18 @@ pub fn check(
             format!("x402Version {v} is not supported (1 or 2)"),
         ),
         other => malformed("invalid_payload", other.to_string()),
-    })?;
+    })
+}
 
+/// Checks a decoded payment against `offered`, at unix time `now`: version,
+/// scheme, network, asset, payee, amount, time window, and that the signature
+/// is the payer's over exactly these terms.
+pub fn check_payload(
+    payload: PaymentPayload,
+    seller: &Seller,
+    offered: &Offered,
+    now: u64,
+) -> Result<CheckedPayment, Refusal> {
     let requirements = match &payload {
         PaymentPayload::V1(p) => {
             if p.scheme != SCHEME_EXACT {

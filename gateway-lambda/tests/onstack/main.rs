@@ -5,5 +5,6 @@
 mod faults;
 mod hostile;
 mod interop;
+mod logs;
 mod paid;
 mod support;
