@@ -31,14 +31,17 @@
 //!   payment, settled or not (a prepared payment *may* settle), so the budget
 //!   check is conservative.
 //! - **Never pay anyone else.** [`check_quote`] refuses a quote whose payee,
-//!   asset or network differs from configuration; the model supplies none of
-//!   them (tool arguments cannot name a payee, an amount or a budget).
+//!   asset or network differs from configuration (the `tools` payment policy,
+//!   the same rule the client applies again at signing time); the model
+//!   supplies none of them (tool arguments cannot name a payee, an amount or a
+//!   budget).
 //! - **Consent comes from the user.** [`consent`] is refused in the same turn
 //!   as the quote: the user must have answered in a new message.
 
 use alloy::primitives::Address;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tools::policy::{self, Limits, PaymentPolicy, PolicyRefusal};
 use x402::{Network, Usdc, catalog::ImageRequest};
 
 use crate::events::PaymentReceipt;
@@ -299,18 +302,25 @@ pub struct MoneyRules {
     pub auto_approve_max: Usdc,
 }
 
+impl MoneyRules {
+    /// The `tools` payment policy these rules stand for: this network, this
+    /// asset, this one payee.
+    pub fn policy(&self) -> PaymentPolicy {
+        PaymentPolicy {
+            network: self.network,
+            asset: self.asset,
+            allowed_pay_to: vec![self.seller],
+        }
+    }
+}
+
 /// Why a payment is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
-    #[error("the seller asked to be paid at {got}, but the only allowed payee is {expected}")]
-    WrongPayee { expected: Address, got: Address },
-    #[error("the seller asked for asset {got}, but only USDC ({expected}) is allowed")]
-    WrongAsset { expected: Address, got: Address },
-    #[error("the seller asked for payment on {got}, but the agent pays on {expected}")]
-    WrongNetwork { expected: Network, got: Network },
-    #[error("the seller quoted a price of zero")]
-    ZeroPrice,
+    /// Wrong payee, asset or network, or a zero price.
+    #[error("refused by the payment policy: {0}")]
+    Policy(#[from] PolicyRefusal),
     #[error(
         "this image costs {amount} USDC but only {remaining} USDC of the session budget of {budget} USDC is left"
     )]
@@ -330,29 +340,10 @@ pub enum Refusal {
 }
 
 /// Refuses a quote that would pay anyone or anything but what configuration
-/// allows.
+/// allows. Amount limits are the ledger's ([`decide`]); here the quote is
+/// checked as a payment of exactly its own amount.
 pub fn check_quote(quote: &Quote, rules: &MoneyRules) -> Result<(), Refusal> {
-    if quote.pay_to != rules.seller {
-        return Err(Refusal::WrongPayee {
-            expected: rules.seller,
-            got: quote.pay_to,
-        });
-    }
-    if quote.asset != rules.asset {
-        return Err(Refusal::WrongAsset {
-            expected: rules.asset,
-            got: quote.asset,
-        });
-    }
-    if quote.network != rules.network {
-        return Err(Refusal::WrongNetwork {
-            expected: rules.network,
-            got: quote.network,
-        });
-    }
-    if quote.amount == Usdc::ZERO {
-        return Err(Refusal::ZeroPrice);
-    }
+    policy::check(&rules.policy(), &quote.ask(), &Limits::single(quote.amount))?;
     Ok(())
 }
 
@@ -519,23 +510,18 @@ mod tests {
     fn a_quote_for_anyone_or_anything_else_is_refused() {
         let mut q = quote("0.04");
         q.pay_to = EVIL;
-        assert!(matches!(
-            check_quote(&q, &rules()),
-            Err(Refusal::WrongPayee { .. })
-        ));
+        let rule = |q: &Quote| match check_quote(q, &rules()) {
+            Err(Refusal::Policy(r)) => r.rule(),
+            other => panic!("not a policy refusal: {other:?}"),
+        };
+        assert_eq!(rule(&q), "pay_to");
         let mut q = quote("0.04");
         q.asset = EVIL;
-        assert!(matches!(
-            check_quote(&q, &rules()),
-            Err(Refusal::WrongAsset { .. })
-        ));
+        assert_eq!(rule(&q), "asset");
         let mut q = quote("0.04");
         q.network = Network::Base;
-        assert!(matches!(
-            check_quote(&q, &rules()),
-            Err(Refusal::WrongNetwork { .. })
-        ));
-        assert_eq!(check_quote(&quote("0"), &rules()), Err(Refusal::ZeroPrice));
+        assert_eq!(rule(&q), "network");
+        assert_eq!(rule(&quote("0")), "amount");
         assert_eq!(check_quote(&quote("0.04"), &rules()), Ok(()));
     }
 

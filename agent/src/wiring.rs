@@ -10,10 +10,7 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_bedrockagentcore::error::DisplayErrorContext;
-use tools::{
-    policy::PaymentPolicy,
-    signer::{CdpConfig, PaymentSigner, Redacted},
-};
+use tools::signer::{CdpConfig, PaymentSigner, Redacted};
 
 use crate::{
     agent_tools::{
@@ -197,11 +194,15 @@ pub async fn turn_deps(
     let model = model(cfg, aws);
     let signer = signer(cfg, aws).await?;
     let payer = signer.address();
-    let policy = PaymentPolicy {
-        network: cfg.chain.network,
+    let rules = MoneyRules {
+        seller: cfg.chain.seller_wallet,
         asset: cfg.chain.usdc_contract,
-        allowed_pay_to: vec![cfg.chain.seller_wallet],
+        network: cfg.chain.network,
+        auto_approve_max: cfg.money.auto_approve_max,
     };
+    // The ledger checks quotes against the rules; the client checks the same
+    // policy again when it signs.
+    let policy = rules.policy();
     let seller = cfg.gateway_url.as_deref().map(|url| {
         Arc::new(X402Seller::new(url, signer.clone(), policy.clone())) as Arc<dyn ImageSeller>
     });
@@ -217,12 +218,7 @@ pub async fn turn_deps(
         images: image_store(cfg, aws),
         wallet: Arc::new(wallet),
         vision: model.clone(),
-        rules: MoneyRules {
-            seller: cfg.chain.seller_wallet,
-            asset: cfg.chain.usdc_contract,
-            network: cfg.chain.network,
-            auto_approve_max: cfg.money.auto_approve_max,
-        },
+        rules,
     };
     Ok(TurnDeps {
         model,
