@@ -362,9 +362,14 @@ async fn injected_instructions_cannot_redirect_payment_or_raise_the_budget() {
             "s3",
             evil,
             m.stack.usdc_contract,
-            "the only allowed payee is",
+            "payee: the seller asks 0.04 USDC paid to 0x000000000000000000000000000000000000dEaD, which is not an allowed payee",
         ),
-        ("s4", m.stack.seller_wallet, evil, "only USDC"),
+        (
+            "s4",
+            m.stack.seller_wallet,
+            evil,
+            "asset: the seller asks 0.04 in token 0x000000000000000000000000000000000000dEaD",
+        ),
     ] {
         let rogue = crate::seller::TestSeller::start_as(&m.stack, pay_to, asset).await;
         let mut opts = m.options();
