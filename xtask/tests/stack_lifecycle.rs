@@ -110,30 +110,24 @@ async fn assert_all_answer(env: &BTreeMap<String, String>) {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let chain: serde_json::Value = http
-        .post(&env["RPC_URL"])
-        .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(chain["result"], "0x14a34", "anvil's chain id is 84532");
-    let code: serde_json::Value = http
-        .post(&env["RPC_URL"])
-        .json(
-            &serde_json::json!({"jsonrpc":"2.0","id":2,"method":"eth_getCode",
-            "params":[env["USDC_CONTRACT"], "latest"]}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rpc = |method: &'static str, params: serde_json::Value| {
+        let request = http.post(&env["RPC_URL"]).json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+        );
+        async move {
+            let answer: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+            answer["result"].clone()
+        }
+    };
+    let chain_id = rpc("eth_chainId", serde_json::json!([])).await;
+    assert_eq!(chain_id, "0x14a34", "anvil's chain id is 84532");
+    let code = rpc(
+        "eth_getCode",
+        serde_json::json!([env["USDC_CONTRACT"], "latest"]),
+    )
+    .await;
     assert!(
-        code["result"].as_str().is_some_and(|c| c.len() > 1000),
+        code.as_str().is_some_and(|c| c.len() > 1000),
         "USDC is deployed: {code}"
     );
     let supported: serde_json::Value = http
