@@ -426,7 +426,11 @@ impl RunningStack {
 
     /// The binary of `app` in the build this stack runs.
     pub fn app_program(&self, app: &App) -> PathBuf {
-        let profile = if self.release { "release" } else { "debug" };
+        self.app_program_in(app, self.release)
+    }
+
+    fn app_program_in(&self, app: &App, release: bool) -> PathBuf {
+        let profile = if release { "release" } else { "debug" };
         self.paths.target_dir().join(profile).join(app.bin)
     }
 
@@ -450,6 +454,20 @@ impl RunningStack {
         port: u16,
         extra: &[(&str, &str)],
     ) -> Result<String> {
+        self.start_instance_of(app, self.release, name, port, extra)
+            .await
+    }
+
+    /// [`RunningStack::start_instance`] from the given build (`release` or
+    /// debug), whichever the stack itself runs.
+    pub async fn start_instance_of(
+        &mut self,
+        app: &App,
+        release: bool,
+        name: &str,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> Result<String> {
         let mut env = self.app_env(app);
         if env.is_empty() {
             bail!("the stack was started without apps");
@@ -459,7 +477,7 @@ impl RunningStack {
         let spec = ServiceSpec {
             name: name.into(),
             marker: app.bin.into(),
-            program: self.app_program(app),
+            program: self.app_program_in(app, release),
             args: vec![],
             cwd: self.paths.root.clone(),
             env,

@@ -1,7 +1,9 @@
 //! `cargo xtask test`: the README's test command and what CI runs.
 //!
 //! setup -> fmt -> clippy -> build -> stack up -> cargo test -> cdk tests ->
-//! extra checks -> stack down. Fails fast; the stack is always torn down.
+//! extra checks -> the agent's release build (the Dockerfile's command),
+//! started beside the stack and asked one question -> stack down. Fails
+//! fast; the stack is always torn down.
 //!
 //! To add a step, add a [`Check`] to [`static_checks`] (no stack needed),
 //! [`stack_checks`] (runs while the stack is up) or [`extra_checks`].
@@ -10,10 +12,23 @@ use anyhow::Result;
 
 use crate::{
     paths::Paths,
+    proc::free_port,
     setup,
-    stack::{RunningStack, StackOptions},
+    stack::{AGENT, RunningStack, StackOptions},
     steps::{Check, Runner},
 };
+
+/// The Dockerfile's release build of the agent, word for word (a unit test
+/// holds the two together): CI builds and runs the binary the image ships.
+pub const RELEASE_AGENT_BUILD: &[&str] = &[
+    "build",
+    "--release",
+    "--locked",
+    "--package",
+    "agent",
+    "--bin",
+    "agent",
+];
 
 /// Checks that need no running stack, in order.
 pub fn static_checks(paths: &Paths) -> Vec<Check> {
@@ -91,7 +106,7 @@ async fn run_steps(paths: &Paths, runner: &mut Runner) -> Result<()> {
         build_apps: false,
         ..StackOptions::from_env()?
     };
-    let stack = runner
+    let mut stack = runner
         .step("stack up", RunningStack::up(paths, &opts))
         .await?;
     let mut outcome = Ok(());
@@ -101,6 +116,23 @@ async fn run_steps(paths: &Paths, runner: &mut Runner) -> Result<()> {
             break;
         }
     }
+    if outcome.is_ok() {
+        outcome = runner
+            .check(&Check::cargo(
+                "release build of the agent (the Dockerfile's)",
+                RELEASE_AGENT_BUILD,
+                &paths.root,
+            ))
+            .await;
+    }
+    if outcome.is_ok() {
+        outcome = runner
+            .step(
+                "the release agent answers on the stack",
+                release_agent_answers(&mut stack),
+            )
+            .await;
+    }
     runner
         .step("stack down", async {
             stack.down().await;
@@ -108,4 +140,61 @@ async fn run_steps(paths: &Paths, runner: &mut Runner) -> Result<()> {
         })
         .await?;
     outcome
+}
+
+/// Starts the release agent beside the stack's own and has it answer a
+/// prompt through `/invocations` (offline model): the shipped profile
+/// (thin LTO, `panic = "abort"`) runs, not just compiles.
+async fn release_agent_answers(stack: &mut RunningStack) -> Result<()> {
+    let port = free_port()?.to_string();
+    let gateway = stack.get("GATEWAY_URL").unwrap_or_default().to_owned();
+    let url = stack
+        .start_instance_of(
+            &AGENT,
+            true,
+            "release-agent",
+            port.parse()?,
+            &[("AGENT_PORT", &port), ("GATEWAY_URL", &gateway)],
+        )
+        .await?;
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/invocations"))
+        .json(&serde_json::json!({"prompt": "What can you help me with?"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let output = &answer["output"];
+    let text = output["message"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    anyhow::ensure!(
+        !text.is_empty()
+            && output["model"]
+                .as_str()
+                .is_some_and(|m| m.contains("offline")),
+        "unexpected answer from the release agent: {answer}"
+    );
+    println!(
+        "release agent ({url}): {}",
+        text.lines().next().unwrap_or_default()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ci_builds_the_release_agent_exactly_as_the_dockerfile_does() {
+        let dockerfile =
+            std::fs::read_to_string(Paths::discover().root.join("Dockerfile")).unwrap();
+        let command = format!("cargo {}", RELEASE_AGENT_BUILD.join(" "));
+        assert!(
+            dockerfile.contains(&command),
+            "the Dockerfile no longer runs `{command}`: keep it and RELEASE_AGENT_BUILD together"
+        );
+    }
 }

@@ -35,6 +35,7 @@ use timing_proxy::{Timing, TimingProxy};
 use crate::{
     Paths,
     chain::Rpc,
+    proc::free_port,
     setup,
     stack::{self, AGENT, App, GATEWAY, RunningStack, StackOptions},
 };
@@ -754,12 +755,6 @@ fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, 
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
     env
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn session_id(kind: &str, i: usize) -> String {
