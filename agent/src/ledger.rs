@@ -343,8 +343,8 @@ pub enum Refusal {
 /// allows. Amount limits are the ledger's ([`decide`]); here the quote is
 /// checked as a payment of exactly its own amount.
 pub fn check_quote(quote: &Quote, rules: &MoneyRules) -> Result<(), Refusal> {
-    policy::check(&rules.policy(), &quote.ask(), &Limits::single(quote.amount))?;
-    Ok(())
+    policy::check(&rules.policy(), &quote.ask(), &Limits::single(quote.amount))
+        .map_err(Refusal::Policy)
 }
 
 /// What to do with a valid quote.

@@ -4,7 +4,9 @@
 //! A paid request runs, in this order (see [`crate::store`] for the state):
 //! 1. price the request from our own table; no payment header -> `402`;
 //! 2. check the header against what we offer for *this* request
-//!    ([`crate::payment::check`]) -> `400`/`402`/`431` before any I/O;
+//!    ([`crate::payment::decode`], then [`crate::payment::check_payload`];
+//!    the payer and nonce it claims are logged either way) ->
+//!    `400`/`402`/`431` before any I/O;
 //! 3. claim `(payer, nonce)` in the payment store: one request per payment;
 //!    a settled payment presented again for the same request replays its
 //!    result (the idempotent retry), for another request is refused;

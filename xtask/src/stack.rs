@@ -459,7 +459,7 @@ impl RunningStack {
     }
 
     /// [`RunningStack::start_instance`] from the given build (`release` or
-    /// debug), whichever the stack itself runs.
+    /// debug), whatever build the stack itself runs.
     pub async fn start_instance_of(
         &mut self,
         app: &App,

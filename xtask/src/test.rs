@@ -146,15 +146,15 @@ async fn run_steps(paths: &Paths, runner: &mut Runner) -> Result<()> {
 /// prompt through `/invocations` (offline model): the shipped profile
 /// (thin LTO, `panic = "abort"`) runs, not just compiles.
 async fn release_agent_answers(stack: &mut RunningStack) -> Result<()> {
-    let port = free_port()?.to_string();
+    let port = free_port()?;
     let gateway = stack.get("GATEWAY_URL").unwrap_or_default().to_owned();
     let url = stack
         .start_instance_of(
             &AGENT,
             true,
             "release-agent",
-            port.parse()?,
-            &[("AGENT_PORT", &port), ("GATEWAY_URL", &gateway)],
+            port,
+            &[("AGENT_PORT", &port.to_string()), ("GATEWAY_URL", &gateway)],
         )
         .await?;
     let answer: serde_json::Value = reqwest::Client::new()

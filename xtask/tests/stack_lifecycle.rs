@@ -23,6 +23,7 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
+use xtask::proc::free_port;
 
 const DEADLINE: Duration = Duration::from_secs(180);
 const POLL: Duration = Duration::from_millis(100);
@@ -31,14 +32,6 @@ struct Ports {
     anvil: u16,
     facilitator: u16,
     moto: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One run of `xtask stack --no-app` against `state`; its output goes to
@@ -182,9 +175,9 @@ async fn the_stack_command_is_idempotent_survives_crashes_and_only_announces_a_r
     let _ = fs::remove_dir_all(&state);
     fs::create_dir_all(&state).unwrap();
     let ports = Ports {
-        anvil: free_port(),
-        facilitator: free_port(),
-        moto: free_port(),
+        anvil: free_port().unwrap(),
+        facilitator: free_port().unwrap(),
+        moto: free_port().unwrap(),
     };
 
     // First run.
