@@ -1,0 +1,28 @@
+//! Lambda entry point: configuration, then the runtime loop.
+
+use chat_authorizer::ConnectRequest;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .without_time() // CloudWatch stamps each line
+        .init();
+    let config = chat_authorizer::config::Config::from_env()?;
+    let authorizer = config.authorizer()?;
+    let authorizer = &authorizer;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ConnectRequest>| async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            Ok::<_, lambda_runtime::Error>(authorizer.authorize(&event.payload, now).await)
+        },
+    ))
+    .await
+}
