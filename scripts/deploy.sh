@@ -27,7 +27,7 @@ need docker "Docker with buildx, to build the linux/arm64 agent image"
 need aws "AWS CLI v2, configured credentials"
 
 # Same workspace release profile as the agent image (Cargo.toml [profile.release]).
-for bin in gateway-lambda chat-lambda; do
+for bin in gateway-lambda chat-lambda chat-authorizer; do
   echo "deploy: building $bin (arm64)"
   cargo lambda build --release --arm64 --package "$bin" --bin "$bin"
   test -f "target/lambda/$bin/bootstrap" || { echo "deploy: target/lambda/$bin/bootstrap missing" >&2; exit 1; }

@@ -13,4 +13,5 @@ trap 'rm -rf "$placeholder"' EXIT
 touch "$placeholder/bootstrap"
 gw="$root/target/lambda/gateway-lambda"; [[ -f "$gw/bootstrap" ]] || gw="$placeholder"
 chat="$root/target/lambda/chat-lambda"; [[ -f "$chat/bootstrap" ]] || chat="$placeholder"
-npx cdk destroy --all --force -c gatewayCodeDir="$gw" -c chatCodeDir="$chat" "$@"
+auth="$root/target/lambda/chat-authorizer"; [[ -f "$auth/bootstrap" ]] || auth="$placeholder"
+npx cdk destroy --all --force -c gatewayCodeDir="$gw" -c chatCodeDir="$chat" -c authorizerCodeDir="$auth" "$@"

@@ -21,6 +21,8 @@ const wanted = {
   AgentRuntimeArn: 'AGENT_RUNTIME_ARN',
   MemoryId: 'BEDROCK_AGENTCORE_MEMORY_ID',
   ImagesBucket: 'IMAGES_BUCKET',
+  UserPoolId: 'COGNITO_USER_POOL_ID',
+  UserPoolClientId: 'COGNITO_CLIENT_ID',
 };
 const values = {};
 for (const outputs of Object.values(stacks)) {

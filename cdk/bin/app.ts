@@ -9,7 +9,7 @@ const app = new App();
 // build/bin/app.js -> repo root
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
 const config = loadConfig((k) => app.node.tryGetContext(k), (k) => process.env[k], repoRoot);
-for (const dir of [config.gatewayCodeDir, config.chatCodeDir]) {
+for (const dir of [config.gatewayCodeDir, config.chatCodeDir, config.authorizerCodeDir]) {
   if (!fs.existsSync(path.join(dir, 'bootstrap'))) {
     throw new Error(`${dir}/bootstrap not found: build the Lambdas first (scripts/deploy.sh does)`);
   }

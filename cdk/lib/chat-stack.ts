@@ -3,6 +3,7 @@ import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
+import { ChatAuth } from './chat-auth';
 import { DeployConfig } from './config';
 import { rustFunction, ttlTable } from './common';
 import { ack, nagAccount, nagRegion } from './nag';
@@ -17,8 +18,14 @@ export interface ChatStackProps extends StackProps {
   readonly agentRuntimeArn: string;
 }
 
-/** Browser chat: WebSocket API -> Rust chat Lambda -> InvokeAgentRuntime. */
+/**
+ * Browser chat: WebSocket API (Cognito-signed-in users only, checked at
+ * `$connect` by the authorizer) -> Rust chat Lambda -> InvokeAgentRuntime on
+ * behalf of that user.
+ */
 export class ChatStack extends Stack {
+  readonly auth: ChatAuth;
+
   constructor(scope: Construct, id: string, config: DeployConfig, props: ChatStackProps) {
     super(scope, id, props);
 
@@ -39,12 +46,20 @@ export class ChatStack extends Stack {
         AGENT_RUNTIME_QUALIFIER: RUNTIME_QUALIFIER,
       },
     });
-    connections.grant(fn, 'dynamodb:PutItem', 'dynamodb:DeleteItem');
+    // GetItem: the user recorded at $connect, for messages that lack the authorizer context.
+    connections.grant(fn, 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:GetItem');
+
+    const auth = new ChatAuth(this, 'Auth', {
+      codeDir: config.authorizerCodeDir,
+      callbackUrls: config.chatCallbackUrls,
+      domainPrefix: config.cognitoDomainPrefix,
+    });
+    this.auth = auth;
 
     const integration = new WebSocketLambdaIntegration('ChatIntegration', fn);
     const api = new apigwv2.WebSocketApi(this, 'Api', {
       description: 'x402 agent chat',
-      connectRouteOptions: { integration },
+      connectRouteOptions: { integration, authorizer: auth.authorizer },
       disconnectRouteOptions: { integration },
       defaultRouteOptions: { integration },
     });
@@ -55,11 +70,12 @@ export class ChatStack extends Stack {
       throttle: { rateLimit: 20, burstLimit: 40 },
     });
 
-    // InvokeAgentRuntime on this runtime (and its endpoints) only.
+    // InvokeAgentRuntime on this runtime (and its endpoint) only, on behalf of
+    // the signed-in user (runtimeUserId needs InvokeAgentRuntimeForUser).
     fn.addToRolePolicy(
       new iam.PolicyStatement({
         sid: 'InvokeThisRuntime',
-        actions: ['bedrock-agentcore:InvokeAgentRuntime'],
+        actions: ['bedrock-agentcore:InvokeAgentRuntime', 'bedrock-agentcore:InvokeAgentRuntimeForUser'],
         resources: [props.agentRuntimeArn, `${props.agentRuntimeArn}/runtime-endpoint/${RUNTIME_QUALIFIER}`],
       }),
     );
@@ -87,7 +103,7 @@ export class ChatStack extends Stack {
     ack(
       api,
       'AwsSolutions-APIG4',
-      'Public demo chat, as in the original sample; every turn is bounded by the agent\'s per-session budget and spending policy. Add a Lambda/IAM authorizer on $connect before exposing real funds (cdk/README.md).',
+      '$connect has the Cognito token authorizer; WebSocket APIs authorize only at $connect, and $default/$disconnect run on the connection it allowed.',
     );
     ack(
       stage,
@@ -97,5 +113,7 @@ export class ChatStack extends Stack {
 
     new CfnOutput(this, 'WebSocketUrl', { value: stage.url, description: 'wss:// URL for the browser chat' });
     new CfnOutput(this, 'ConnectionsTable', { value: connections.tableName });
+    new CfnOutput(this, 'UserPoolId', { value: auth.userPool.userPoolId });
+    new CfnOutput(this, 'UserPoolClientId', { value: auth.client.userPoolClientId });
   }
 }

@@ -46,6 +46,12 @@ export interface DeployConfig {
   readonly gatewayCodeDir: string;
   /** Directory with the chat Lambda's `bootstrap`. */
   readonly chatCodeDir: string;
+  /** Directory with the chat `$connect` authorizer's `bootstrap`. */
+  readonly authorizerCodeDir: string;
+  /** Where Cognito's OAuth code flow may send a signed-in browser back to. */
+  readonly chatCallbackUrls: string[];
+  /** Cognito hosted sign-in domain prefix (globally unique per region); no hosted UI if unset. */
+  readonly cognitoDomainPrefix?: string;
   /** Docker build context of the agent (the repo root, with the Dockerfile). */
   readonly agentContextDir: string;
 }
@@ -110,6 +116,12 @@ export function loadConfig(context: Lookup, env: Lookup, repoRoot: string): Depl
     presignExpirySeconds: Number(must('presignExpirySeconds', 'PRESIGN_EXPIRY_SECONDS', '3600')),
     gatewayCodeDir: must('gatewayCodeDir', undefined, `${repoRoot}/target/lambda/gateway-lambda`),
     chatCodeDir: must('chatCodeDir', undefined, `${repoRoot}/target/lambda/chat-lambda`),
+    authorizerCodeDir: must('authorizerCodeDir', undefined, `${repoRoot}/target/lambda/chat-authorizer`),
+    chatCallbackUrls: must('chatCallbackUrls', 'CHAT_CALLBACK_URLS', 'http://localhost:8080/')
+      .split(',')
+      .map((u) => u.trim())
+      .filter((u) => u !== ''),
+    cognitoDomainPrefix: get('cognitoDomainPrefix', 'COGNITO_DOMAIN_PREFIX'),
     agentContextDir: must('agentContextDir', undefined, repoRoot),
   };
 }

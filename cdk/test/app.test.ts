@@ -117,7 +117,11 @@ let local: Synth;
 
 before(() => {
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'x402-cdk-test-'));
-  const code = { gatewayCodeDir: placeholderCode('gateway'), chatCodeDir: placeholderCode('chat') };
+  const code = {
+    gatewayCodeDir: placeholderCode('gateway'),
+    chatCodeDir: placeholderCode('chat'),
+    authorizerCodeDir: placeholderCode('authorizer'),
+  };
   cdp = synth({ ...code, signer: 'cdp', gatewayUsesCdp: 'true' });
   kms = synth({ ...code, signer: 'kms', kmsKeyArn: KMS_KEY, modelId: 'anthropic.claude-3-haiku-20240307-v1:0' });
   local = synth({ ...code, signer: 'local' });
@@ -213,7 +217,11 @@ describe('chat', () => {
   it('may invoke only this agent runtime', () => {
     const invoke = statements(cdp.templates.chat).filter((st) => actionsOf(st).some((a) => a.startsWith('bedrock-agentcore:')));
     assert.equal(invoke.length, 1);
-    assert.deepEqual(actionsOf(invoke[0]), ['bedrock-agentcore:InvokeAgentRuntime']);
+    // ...ForUser: the chat Lambda passes the signed-in user as runtimeUserId.
+    assert.deepEqual(actionsOf(invoke[0]).sort(), [
+      'bedrock-agentcore:InvokeAgentRuntime',
+      'bedrock-agentcore:InvokeAgentRuntimeForUser',
+    ]);
     const resources = JSON.stringify(invoke[0].Resource);
     assert.ok(!resources.includes('"*"'));
     // Both resources are the runtime ARN exported by the agent stack.
@@ -240,6 +248,74 @@ describe('chat', () => {
       Runtime: 'provided.al2023',
       Environment: { Variables: Match.objectLike({ CONNECTIONS_TABLE: Match.anyValue(), AGENT_RUNTIME_ARN: Match.anyValue() }) },
     });
+  });
+});
+
+describe('chat sign-in', () => {
+  const chat = () => cdp.templates.chat;
+  const logicalId = (type: string) => {
+    const ids = Object.keys(chat().findResources(type));
+    assert.equal(ids.length, 1, `${type}: ${ids}`);
+    return ids[0];
+  };
+
+  it('puts a Lambda REQUEST authorizer reading ?token= on $connect, and only there', () => {
+    const authorizerId = logicalId('AWS::ApiGatewayV2::Authorizer');
+    chat().hasResourceProperties('AWS::ApiGatewayV2::Route', {
+      RouteKey: '$connect',
+      AuthorizationType: 'CUSTOM',
+      AuthorizerId: { Ref: authorizerId },
+    });
+    for (const route of ['$default', '$disconnect']) {
+      const [r] = Object.values(chat().findResources('AWS::ApiGatewayV2::Route', { Properties: { RouteKey: route } })) as any[];
+      assert.ok(!r.Properties.AuthorizerId, `${route} has its own authorizer`);
+    }
+    const authorizer = (Object.values(chat().findResources('AWS::ApiGatewayV2::Authorizer'))[0] as any).Properties;
+    assert.equal(authorizer.AuthorizerType, 'REQUEST');
+    assert.deepEqual(authorizer.IdentitySource, ['route.request.querystring.token']);
+    assert.equal(authorizer.ApiId.Ref, logicalId('AWS::ApiGatewayV2::Api'));
+    // Backed by the authorizer Lambda...
+    const fnRefs = JSON.stringify(authorizer.AuthorizerUri).match(/"(\w*Authorizer[0-9A-F]{8})","Arn"/);
+    assert.ok(fnRefs, JSON.stringify(authorizer.AuthorizerUri));
+    const fn = chat().findResources('AWS::Lambda::Function')[fnRefs[1]] as any;
+    assert.ok(fn, `${fnRefs[1]} is not a function of the chat stack`);
+    // ...which checks tokens of this stack's pool and app client.
+    assert.deepEqual(fn.Properties.Environment.Variables.COGNITO_USER_POOL_ID, { Ref: logicalId('AWS::Cognito::UserPool') });
+    assert.deepEqual(fn.Properties.Environment.Variables.COGNITO_CLIENT_ID, {
+      Ref: logicalId('AWS::Cognito::UserPoolClient'),
+    });
+    assert.equal(fn.Properties.Runtime, 'provided.al2023');
+    // API Gateway may call it.
+    chat().hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'apigateway.amazonaws.com',
+      FunctionName: { 'Fn::GetAtt': [fnRefs[1], 'Arn'] },
+    });
+    // It needs no AWS permissions beyond its logs.
+    const role = fn.Properties.Role['Fn::GetAtt'][0];
+    const policies = Object.values(chat().findResources('AWS::IAM::Policy')) as any[];
+    assert.ok(!policies.some((p) => JSON.stringify(p.Properties.Roles).includes(role)), 'authorizer role has inline policies');
+  });
+
+  it('has a browser app client: no secret, SRP and the OAuth code flow, no plain password flow', () => {
+    chat().hasResourceProperties('AWS::Cognito::UserPoolClient', {
+      GenerateSecret: false,
+      AllowedOAuthFlows: ['code'],
+      AllowedOAuthFlowsUserPoolClient: true,
+      PreventUserExistenceErrors: 'ENABLED',
+    });
+    const client = (Object.values(chat().findResources('AWS::Cognito::UserPoolClient'))[0] as any).Properties;
+    assert.ok(client.ExplicitAuthFlows.includes('ALLOW_USER_SRP_AUTH'));
+    assert.ok(!client.ExplicitAuthFlows.includes('ALLOW_USER_PASSWORD_AUTH'));
+    assert.deepEqual(client.CallbackURLs, ['http://localhost:8080/']);
+  });
+
+  it('lets only administrators create users', () => {
+    chat().hasResourceProperties('AWS::Cognito::UserPool', {
+      AdminCreateUserConfig: { AllowAdminCreateUserOnly: true },
+    });
+    chat().hasOutput('UserPoolId', {});
+    chat().hasOutput('UserPoolClientId', {});
   });
 });
 
@@ -313,6 +389,16 @@ describe('secrets', () => {
     assert.match(JSON.stringify(agentVars.CDP_WALLET_SECRET_ARN), /secretsmanager/);
     assert.match(JSON.stringify(runtimeVars(local).BUYER_PRIVATE_KEY_SECRET_ARN), /secretsmanager/);
     assert.ok(!('CDP_WALLET_SECRET_ARN' in runtimeVars(local)) && !('BUYER_PRIVATE_KEY_SECRET_ARN' in agentVars));
+  });
+
+  it('the chat stack holds none: a public app client, no secret resources', () => {
+    for (const s of [cdp, kms, local]) {
+      assert.ok(!/ClientSecret|SecretString|GenerateSecretString/.test(s.raw.chat));
+      s.templates.chat.resourceCountIs('AWS::SecretsManager::Secret', 0);
+      for (const c of Object.values(s.templates.chat.findResources('AWS::Cognito::UserPoolClient')) as any[]) {
+        assert.equal(c.Properties.GenerateSecret, false);
+      }
+    }
   });
 });
 
