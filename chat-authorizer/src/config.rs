@@ -26,11 +26,8 @@ impl Config {
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, MissingVar> {
-        let required = |k: &'static str| {
-            get(k)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(MissingVar(k))
-        };
+        let required =
+            |k: &'static str| get(k).filter(|v| !v.trim().is_empty()).ok_or(MissingVar(k));
         Ok(Self {
             user_pool_id: required("COGNITO_USER_POOL_ID")?,
             client_id: required("COGNITO_CLIENT_ID")?,

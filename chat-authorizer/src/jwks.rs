@@ -74,7 +74,9 @@ impl HttpJwks {
             .await
             .map_err(|e| JwksError(format!("GET {}: {e}", self.url)))?;
         if body.len() > MAX_JWKS_BYTES {
-            return Err(JwksError(format!("JWKS larger than {MAX_JWKS_BYTES} bytes")));
+            return Err(JwksError(format!(
+                "JWKS larger than {MAX_JWKS_BYTES} bytes"
+            )));
         }
         let set: JwkSet =
             serde_json::from_slice(&body).map_err(|e| JwksError(format!("JWKS: {e}")))?;

@@ -153,10 +153,7 @@ pub fn key_id(token: &str) -> Result<String, Rejection> {
 
 /// Verifies the signature with `key` (step 2) and returns the claims.
 /// Claim checks are [`check_claims`]'s, with the caller's clock.
-pub fn verified_claims(
-    token: &str,
-    key: &jsonwebtoken::DecodingKey,
-) -> Result<Claims, Rejection> {
+pub fn verified_claims(token: &str, key: &jsonwebtoken::DecodingKey) -> Result<Claims, Rejection> {
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.validate_exp = false;
     validation.validate_aud = false;

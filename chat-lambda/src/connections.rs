@@ -1,7 +1,7 @@
 //! The connections table (DynamoDB): which WebSocket connections are open.
 //!
-//! Item: `connectionId` (partition key), `connectedAt` and `expiresAt` (epoch
-//! seconds). `expiresAt` is the table's TTL attribute, so an item whose
+//! Item: `connectionId` (partition key), `userId` (the user the `$connect`
+//! authorizer verified), `connectedAt` and `expiresAt` (epoch seconds). `expiresAt` is the table's TTL attribute, so an item whose
 //! `$disconnect` never ran (API Gateway does not guarantee it) still goes away.
 
 use async_trait::async_trait;
@@ -13,6 +13,8 @@ pub const CONNECTION_TTL_SECONDS: i64 = 3 * 60 * 60;
 pub const KEY_ATTRIBUTE: &str = "connectionId";
 /// TTL attribute (must match the table's `timeToLiveAttribute` in cdk/).
 pub const TTL_ATTRIBUTE: &str = "expiresAt";
+/// The connection's signed-in user.
+pub const USER_ATTRIBUTE: &str = "userId";
 
 #[derive(Debug, thiserror::Error)]
 #[error("connections table: {0}")]
@@ -20,8 +22,10 @@ pub struct StoreError(String);
 
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
-    /// Records an open connection (`$connect`), `now` in epoch seconds.
-    async fn put(&self, connection_id: &str, now: i64) -> Result<(), StoreError>;
+    /// Records an open connection of `user_id` (`$connect`), `now` in epoch seconds.
+    async fn put(&self, connection_id: &str, user_id: &str, now: i64) -> Result<(), StoreError>;
+    /// The user recorded for an open connection.
+    async fn user(&self, connection_id: &str) -> Result<Option<String>, StoreError>;
     /// Forgets a connection (`$disconnect`); deleting a missing row is fine.
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError>;
 }
@@ -44,11 +48,12 @@ impl DynamoConnections {
 
 #[async_trait]
 impl ConnectionStore for DynamoConnections {
-    async fn put(&self, connection_id: &str, now: i64) -> Result<(), StoreError> {
+    async fn put(&self, connection_id: &str, user_id: &str, now: i64) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
             .item(KEY_ATTRIBUTE, AttributeValue::S(connection_id.to_owned()))
+            .item(USER_ATTRIBUTE, AttributeValue::S(user_id.to_owned()))
             .item("connectedAt", AttributeValue::N(now.to_string()))
             .item(
                 TTL_ATTRIBUTE,
@@ -58,6 +63,23 @@ impl ConnectionStore for DynamoConnections {
             .await
             .map_err(|e| StoreError(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
         Ok(())
+    }
+
+    async fn user(&self, connection_id: &str) -> Result<Option<String>, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(connection_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?
+            .item;
+        Ok(item.and_then(|mut i| match i.remove(USER_ATTRIBUTE) {
+            Some(AttributeValue::S(user)) => Some(user),
+            _ => None,
+        }))
     }
 
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {

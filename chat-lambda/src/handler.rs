@@ -61,6 +61,13 @@ impl Handler {
     /// Handles one API Gateway WebSocket event. The status code matters only for
     /// `$connect` (non-2xx refuses the connection); messages reach the client
     /// through `PostToConnection`.
+    ///
+    /// Who is calling comes from the `$connect` authorizer only
+    /// (`requestContext.authorizer.userId`, set by chat-authorizer after it
+    /// verified the user's Cognito token). `$connect` records it with the
+    /// connection; a message uses the authorizer context if API Gateway
+    /// passes it along and the recorded user otherwise. Nothing the client
+    /// sends can name a user.
     pub async fn handle(
         &self,
         event: ApiGatewayWebsocketProxyRequest,
@@ -71,14 +78,36 @@ impl Handler {
             .as_deref()
             .ok_or(HandlerError::MissingContext("connectionId"))?;
         let route = ctx.route_key.as_deref().unwrap_or("$default");
-        tracing::info!(route, connection_id, "websocket event");
+        let request_id = ctx
+            .request_id
+            .clone()
+            .unwrap_or_else(|| format!("{connection_id}-{}", now_epoch_seconds()));
+        let authorized_user = authorizer_user(&event);
+        tracing::info!(
+            route,
+            connection_id,
+            request_id,
+            user = authorized_user,
+            "websocket event"
+        );
         let status = match route {
-            "$connect" => match self.store.put(connection_id, now_epoch_seconds()).await {
-                Ok(()) => 200,
-                Err(e) => {
-                    tracing::error!(error = %e, "could not record connection");
-                    500
+            "$connect" => match authorized_user {
+                // No authorizer ran: the API is misdeployed; refuse.
+                None => {
+                    tracing::error!("no user in the authorizer context; refusing the connection");
+                    403
                 }
+                Some(user) => match self
+                    .store
+                    .put(connection_id, user, now_epoch_seconds())
+                    .await
+                {
+                    Ok(()) => 200,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not record connection");
+                        500
+                    }
+                },
             },
             "$disconnect" => {
                 if let Err(e) = self.store.delete(connection_id).await {
@@ -88,8 +117,20 @@ impl Handler {
             }
             _ => {
                 let endpoint = self.endpoint(&event)?;
+                let user = match authorized_user {
+                    Some(user) => Some(user.to_owned()),
+                    None => self.store.user(connection_id).await.unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "could not read the connection's user");
+                        None
+                    }),
+                };
+                let caller = Caller {
+                    connection_id,
+                    request_id: &request_id,
+                    user_id: user.as_deref(),
+                };
                 let outcome = self
-                    .on_message(&endpoint, connection_id, event.body.as_deref())
+                    .on_message(&endpoint, &caller, event.body.as_deref())
                     .await;
                 tracing::info!(?outcome, "message handled");
                 200
@@ -116,17 +157,30 @@ impl Handler {
         Ok(format!("https://{domain}/{stage}"))
     }
 
-    /// `$default`: validate, call the agent, relay its events in order.
+    /// `$default`: validate, call the agent as the caller's user, relay its
+    /// events in order.
     pub async fn on_message(
         &self,
         endpoint: &str,
-        connection_id: &str,
+        caller: &Caller<'_>,
         body: Option<&str>,
     ) -> Outcome {
         let client = Client {
             sink: self.sink.as_ref(),
             endpoint,
-            connection_id,
+            connection_id: caller.connection_id,
+            request_id: caller.request_id,
+        };
+        let Some(user_id) = caller.user_id.filter(|u| is_valid_user_id(u)) else {
+            tracing::error!(
+                user = caller.user_id,
+                "message on a connection without a valid user"
+            );
+            return client
+                .finish(&Outbound::error(
+                    "you are not signed in: reconnect with a fresh token",
+                ))
+                .await;
         };
         let message = match ChatMessage::parse(body) {
             Ok(m) => m,
@@ -137,34 +191,70 @@ impl Handler {
         }
         let response = match self
             .agent
-            .invoke(&message.runtime_session_id(), message.agent_payload())
+            .invoke(
+                &message.runtime_session_id(user_id),
+                user_id,
+                message.agent_payload(),
+            )
             .await
         {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "InvokeAgentRuntime failed");
-                return client
-                    .finish(&Outbound::error(format!(
-                        "the agent could not be invoked: {e}"
-                    )))
-                    .await;
+                return client.finish(&Outbound::error(e.client_text())).await;
             }
         };
         relay(&client, response, &message.session_id).await
     }
 }
 
-/// One connection's outgoing side.
+/// Who sent a message: the connection, API Gateway's id for this request, and
+/// the signed-in user (from the authorizer; `None` if none is known).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub connection_id: &'a str,
+    pub request_id: &'a str,
+    pub user_id: Option<&'a str>,
+}
+
+/// Context key the authorizer puts the user id under (chat-authorizer's
+/// `USER_ID_CONTEXT_KEY`).
+pub const USER_ID_CONTEXT_KEY: &str = "userId";
+
+/// The user id the `$connect` authorizer verified, if this event carries it.
+pub fn authorizer_user(event: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
+    event
+        .request_context
+        .authorizer
+        .fields
+        .get(USER_ID_CONTEXT_KEY)
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+}
+
+/// AgentCore's `runtimeUserId` and Memory `actorId` rules, which a Cognito
+/// `sub` (a UUID) always meets: 1-128 characters, starting alphanumeric.
+fn is_valid_user_id(user: &str) -> bool {
+    user.len() <= 128
+        && user.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+}
+
+/// One connection's outgoing side, for one request.
 struct Client<'a> {
     sink: &'a dyn ClientSink,
     endpoint: &'a str,
     connection_id: &'a str,
+    request_id: &'a str,
 }
 
 impl Client<'_> {
     /// Posts one message. Returns the outcome if this message ended the turn
     /// (terminal sent, or the client is gone); `None` means keep going.
     async fn send(&self, out: &Outbound) -> Option<Outcome> {
+        let out = out.for_client(self.request_id);
         match self
             .sink
             .post(self.endpoint, self.connection_id, out.to_frame())
@@ -178,7 +268,7 @@ impl Client<'_> {
             Err(e) => tracing::warn!(error = %e, "could not post to client"),
             Ok(()) => {}
         }
-        out.terminal.then(|| terminal_outcome(out))
+        out.terminal.then(|| terminal_outcome(&out))
     }
 
     /// Posts a terminal message and returns how the turn ended.
@@ -211,7 +301,7 @@ async fn relay(client: &Client<'_>, response: AgentResponse, session_id: &str) -
             Err(e) => {
                 tracing::error!(error = %e, "agent stream broke");
                 return client
-                    .finish(&Outbound::error(format!("the agent's stream broke: {e}")))
+                    .finish(&Outbound::error("the connection to the agent broke"))
                     .await;
             }
         };
@@ -261,8 +351,9 @@ async fn relay_json(
                     .await;
             }
             Err(e) => {
+                tracing::error!(error = %e, "agent answer broke");
                 return client
-                    .finish(&Outbound::error(format!("the agent's answer broke: {e}")))
+                    .finish(&Outbound::error("the connection to the agent broke"))
                     .await;
             }
         }

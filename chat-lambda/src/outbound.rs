@@ -6,7 +6,14 @@
 //! - every agent event that is a JSON object, forwarded as-is (`text`,
 //!   `tool_start`, `tool_end`, `payment`, `image`, ... whatever the agent emits);
 //! - exactly one terminal message: `{"type":"complete","sessionId","response":{"output"}}`
-//!   or `{"type":"error","message"}`.
+//!   or `{"type":"error","message","requestId"}`.
+//!
+//! ## Errors
+//! Every error a client sees says what happened in its terms and ends with
+//! the request id of the message that caused it (`requestContext.requestId`,
+//! which the chat Lambda's logs carry too). AWS internals stay in the logs:
+//! an error text naming an ARN or a 12-digit account id is replaced whole
+//! ([`Outbound::for_client`]).
 //!
 //! ## Oversized messages
 //! API Gateway rejects a `PostToConnection` body over 128 KiB. Images must travel
@@ -18,6 +25,8 @@
 //! 2. if it is still too large, it is replaced: a terminal message becomes
 //!    `{"type":"error","message":...}` (the client must always get an end), any
 //!    other becomes `{"type":"notice","originalType":...,"message":...}`.
+
+use std::borrow::Cow;
 
 use serde_json::{Value, json};
 
@@ -49,6 +58,34 @@ impl Outbound {
             message: json!({"type": "error", "message": message.into()}),
             terminal: true,
         }
+    }
+
+    /// The message as this client may see it: errors get the request id, and
+    /// an error text that names AWS internals is replaced (the original is
+    /// logged). Other messages are unchanged.
+    pub fn for_client(&self, request_id: &str) -> Cow<'_, Self> {
+        if self.message.get("type").and_then(Value::as_str) != Some("error") {
+            return Cow::Borrowed(self);
+        }
+        let text = self
+            .message
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("the agent failed");
+        let text = if leaks_internals(text) {
+            tracing::warn!(original = text, "error text names AWS internals; replaced");
+            "the agent failed"
+        } else {
+            text
+        };
+        Cow::Owned(Self {
+            message: json!({
+                "type": "error",
+                "message": format!("{text} (request id {request_id})"),
+                "requestId": request_id,
+            }),
+            terminal: self.terminal,
+        })
     }
 
     pub fn complete(session_id: &str, output: Value) -> Self {
@@ -152,6 +189,14 @@ fn error_text(obj: &serde_json::Map<String, Value>) -> String {
         .to_owned()
 }
 
+/// Whether `text` names an ARN or an AWS account id (12 digits standing alone).
+pub fn leaks_internals(text: &str) -> bool {
+    text.contains("arn:aws")
+        || text
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|word| word.len() == 12 && word.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn is_inline_blob(s: &str) -> bool {
     s.len() >= INLINE_BLOB_MIN_CHARS
         && (s.starts_with("data:")
@@ -211,6 +256,36 @@ mod tests {
         assert_eq!(s.message, json!({"type":"text","delta":"plain"}));
         let raw = Outbound::from_agent_event("not json", "s");
         assert_eq!(raw.message, json!({"type":"text","delta":"not json"}));
+    }
+
+    #[test]
+    fn client_errors_carry_the_request_id_and_no_aws_internals() {
+        let plain = Outbound::error("session budget exceeded")
+            .for_client("req-1")
+            .into_owned();
+        assert_eq!(
+            plain.message,
+            json!({"type": "error", "message": "session budget exceeded (request id req-1)",
+                   "requestId": "req-1"})
+        );
+        assert!(plain.terminal);
+        for leak in [
+            "User: arn:aws:sts::123456789012:assumed-role/Chat/fn is not authorized",
+            "AccessDenied for account 123456789012",
+            "role arn:aws-us-gov:iam::role/x",
+        ] {
+            let o = Outbound::error(leak).for_client("r").into_owned();
+            assert_eq!(
+                o.message["message"], "the agent failed (request id r)",
+                "{leak}"
+            );
+        }
+        // Hashes and amounts are not account ids.
+        assert!(!leaks_internals(
+            "tx 0xab123456789012cd failed; paid 10000 units"
+        ));
+        let text = Outbound::from_agent_event(r#"{"type":"text","delta":"123456789012"}"#, "s");
+        assert!(matches!(text.for_client("r"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -185,7 +185,11 @@ async fn every_broken_token_is_denied_with_its_reason() {
     let cases: Vec<(&str, Option<String>, Rejection)> = vec![
         ("missing", None, Rejection::Missing),
         ("empty", Some(String::new()), Rejection::Missing),
-        ("garbage", Some("not.a.jwt".to_owned()), Rejection::Malformed),
+        (
+            "garbage",
+            Some("not.a.jwt".to_owned()),
+            Rejection::Malformed,
+        ),
         (
             "expired",
             Some(pool.sign(&with(json!({"exp": NOW - 1})))),
@@ -262,7 +266,12 @@ async fn an_unreachable_jwks_denies() {
         auth.verify(Some(&token), NOW).await,
         Err(Rejection::KeysUnavailable(_))
     ));
-    assert!(!auth.authorize(&connect(Some(&token)), NOW).await.is_allowed());
+    assert!(
+        !auth
+            .authorize(&connect(Some(&token)), NOW)
+            .await
+            .is_allowed()
+    );
 }
 
 /// Log lines written while `f` runs on this thread.
@@ -302,7 +311,10 @@ async fn tokens_never_reach_the_logs() {
     drop(_guard);
     assert!(responses[0].is_allowed() && !responses[1].is_allowed());
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("connect allowed") && text.contains("connect denied"), "{text}");
+    assert!(
+        text.contains("connect allowed") && text.contains("connect denied"),
+        "{text}"
+    );
     for t in [&valid, &expired] {
         for part in t.split('.') {
             assert!(!text.contains(part), "a token part was logged: {text}");

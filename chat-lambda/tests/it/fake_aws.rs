@@ -62,9 +62,12 @@ pub struct Invocation {
     pub arn: String,
     pub qualifier: Option<String>,
     pub session_id: Option<String>,
+    /// `X-Amzn-Bedrock-AgentCore-Runtime-User-Id` (`runtimeUserId`).
+    pub user_id: Option<String>,
     pub content_type: Option<String>,
     pub accept: Option<String>,
     pub body: Value,
+    pub raw_body: String,
 }
 
 #[derive(Default)]
@@ -216,9 +219,11 @@ async fn invoke(
         arn,
         qualifier: query.get("qualifier").cloned(),
         session_id: session_id.clone(),
+        user_id: header(&headers, "x-amzn-bedrock-agentcore-runtime-user-id"),
         content_type: header(&headers, "content-type"),
         accept: header(&headers, "accept"),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        raw_body: String::from_utf8_lossy(&body).into_owned(),
     });
     let script = shared.script.lock().unwrap().clone();
     let steps = match script {
