@@ -436,5 +436,7 @@ describe('outputs', () => {
     cdp.templates.agent.hasOutput('AgentRuntimeArn', {});
     cdp.templates.agent.hasOutput('MemoryId', {});
     cdp.templates.agent.hasOutput('ImagesBucket', {});
+    cdp.templates.chat.hasOutput('UserPoolId', {});
+    cdp.templates.chat.hasOutput('UserPoolClientId', {});
   });
 });
