@@ -148,9 +148,17 @@ pub struct Answer {
 }
 
 /// `POST url` with `body`, unpaid: the 402's requirements.
-pub async fn quote(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<PaymentRequiredV2> {
+pub async fn quote(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> anyhow::Result<PaymentRequiredV2> {
     let r = http.post(url).json(body).send().await?;
-    anyhow::ensure!(r.status() == 402, "expected a 402 quote, got {}", r.status());
+    anyhow::ensure!(
+        r.status() == 402,
+        "expected a 402 quote, got {}",
+        r.status()
+    );
     let h = r
         .headers()
         .get(wire::PAYMENT_REQUIRED)

@@ -282,7 +282,10 @@ mod tests {
             Some(42)
         );
         assert_eq!(
-            request_index("/b/default/chaos-session-000007-0000/img.png", "chaos-session-"),
+            request_index(
+                "/b/default/chaos-session-000007-0000/img.png",
+                "chaos-session-"
+            ),
             Some(7)
         );
         assert_eq!(request_index("nothing here", "chaos-session-"), None);

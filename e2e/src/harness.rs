@@ -172,10 +172,7 @@ impl AgentProcess {
     pub async fn kill(mut self) -> bool {
         use std::os::unix::process::ExitStatusExt;
         let _ = self.child.start_kill();
-        self.child
-            .wait()
-            .await
-            .is_ok_and(|s| s.signal() == Some(9))
+        self.child.wait().await.is_ok_and(|s| s.signal() == Some(9))
     }
 }
 

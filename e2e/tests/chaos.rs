@@ -36,13 +36,13 @@ use std::{
     time::Duration,
 };
 
+use alloy::signers::local::PrivateKeySigner;
 use alloy::{
     primitives::{B256, U256},
     sol_types::SolEvent,
 };
 use async_trait::async_trait;
 use base64::Engine as _;
-use alloy::signers::local::PrivateKeySigner;
 use e2e::{
     adversary::{self, Answer, Burn},
     chaos_plan::{Kind, Plan, What, request_index},
@@ -199,9 +199,11 @@ impl Chaos {
         let png = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .unwrap_or_default();
-        let request = serde_json::from_slice::<Value>(s.body)
-            .ok()
-            .and_then(|v| v["prompt"].as_str().and_then(|p| request_index(p, PROMPT_MARK)));
+        let request = serde_json::from_slice::<Value>(s.body).ok().and_then(|v| {
+            v["prompt"]
+                .as_str()
+                .and_then(|p| request_index(p, PROMPT_MARK))
+        });
         let tx = headers
             .get(wire::PAYMENT_RESPONSE)
             .or_else(|| headers.get(wire::X_PAYMENT_RESPONSE))
@@ -218,11 +220,9 @@ impl Chaos {
                     },
                 );
             }
-            _ => self
-                .unsettled_content
-                .lock()
-                .unwrap()
-                .push(format!("HTTP {status} with an image for request {request:?}")),
+            _ => self.unsettled_content.lock().unwrap().push(format!(
+                "HTTP {status} with an image for request {request:?}"
+            )),
         }
     }
 
@@ -355,9 +355,10 @@ async fn money_is_right_under_chaos() {
     let before = stack.usdc_balance(buyer.address()).await.unwrap();
 
     let c = chaos.clone();
-    let facilitator = FaultProxy::start(&stack.facilitator_url, Arc::new(move |s| c.facilitator(s)))
-        .await
-        .unwrap();
+    let facilitator =
+        FaultProxy::start(&stack.facilitator_url, Arc::new(move |s| c.facilitator(s)))
+            .await
+            .unwrap();
     let gateway = start_gateway(
         &stack,
         GatewayOptions {
@@ -647,15 +648,24 @@ async fn money_is_right_under_chaos() {
     println!("chaos: faults injected (fired / minimum, reached the agent):");
     let mut missing = Vec::new();
     for kind in Kind::ALL {
-        let (n, min) = (fired.get(&kind).copied().unwrap_or(0), kind.minimum(requests));
+        let (n, min) = (
+            fired.get(&kind).copied().unwrap_or(0),
+            kind.minimum(requests),
+        );
         let r = reached.get(&kind).copied().unwrap_or(0);
         println!(
             "  {:<44} {n:>5} / {min:<4} {}",
             kind.to_string(),
-            if kind.must_reach_agent() { r.to_string() } else { String::new() }
+            if kind.must_reach_agent() {
+                r.to_string()
+            } else {
+                String::new()
+            }
         );
         if n < min {
-            missing.push(format!("fault `{kind}` fired {n} times, expected at least {min}"));
+            missing.push(format!(
+                "fault `{kind}` fired {n} times, expected at least {min}"
+            ));
         }
         if kind.must_reach_agent() && r < min {
             missing.push(format!(
@@ -665,9 +675,14 @@ async fn money_is_right_under_chaos() {
         }
     }
     let min_kills = u32::try_from((requests / 50).max(2)).unwrap();
-    println!("  {:<44} {kills:>5} / {min_kills}", "agent SIGKILL + restart");
+    println!(
+        "  {:<44} {kills:>5} / {min_kills}",
+        "agent SIGKILL + restart"
+    );
     if kills < min_kills {
-        missing.push(format!("the agent was SIGKILLed {kills} times, expected at least {min_kills}"));
+        missing.push(format!(
+            "the agent was SIGKILLed {kills} times, expected at least {min_kills}"
+        ));
     }
     let unattributed = chaos.unattributed.lock().unwrap().clone();
     if !unattributed.is_empty() {
@@ -710,7 +725,10 @@ async fn money_is_right_under_chaos() {
         missing.join("\n")
     );
     assert_eq!(outcomes.len(), usize::try_from(requests).unwrap());
-    assert_eq!(images_checked, delivered, "every delivered image was fetched");
+    assert_eq!(
+        images_checked, delivered,
+        "every delivered image was fetched"
+    );
     assert!(
         delivered * 10 >= outcomes.len() * 9,
         "seed {seed}: only {delivered}/{requests} delivered: the retries should get through"
@@ -725,7 +743,10 @@ async fn fetch_png(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, String>
         return Err(format!("HTTP {}", r.status()));
     }
     let png = r.bytes().await.map_err(|e| e.to_string())?.to_vec();
-    let dims = |at: usize| png.get(at..at + 4).map(|b| u32::from_be_bytes(b.try_into().unwrap()));
+    let dims = |at: usize| {
+        png.get(at..at + 4)
+            .map(|b| u32::from_be_bytes(b.try_into().unwrap()))
+    };
     if !png.starts_with(b"\x89PNG\r\n\x1a\n") || dims(16) != Some(1024) || dims(20) != Some(1024) {
         return Err(format!("not a 1024x1024 PNG ({} bytes)", png.len()));
     }

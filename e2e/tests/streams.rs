@@ -212,7 +212,12 @@ async fn the_stack_agent_streams_a_paid_image_over_sse_and_ws() {
 
     let events = over_ws(&agent, &session("ws"), &prompt("WebSocket")).await;
     let last = events.last().unwrap();
-    assert!(last["sessionId"].as_str().unwrap().starts_with("streams-ws-"));
+    assert!(
+        last["sessionId"]
+            .as_str()
+            .unwrap()
+            .starts_with("streams-ws-")
+    );
     let output = last["response"]["output"].clone();
     let ws = check_turn(&stack, &events, &output).await;
 

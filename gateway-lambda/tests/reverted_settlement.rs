@@ -244,7 +244,9 @@ async fn a_mined_reverted_settlement_leaves_a_final_record() {
     assert!(
         !matches!(
             rec.state,
-            PaymentState::InFlight { .. } | PaymentState::Settling { .. } | PaymentState::Settled { .. }
+            PaymentState::InFlight { .. }
+                | PaymentState::Settling { .. }
+                | PaymentState::Settled { .. }
         ),
         "final and not settled: {rec:?}"
     );

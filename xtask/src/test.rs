@@ -82,7 +82,10 @@ pub fn every_step_present(paths: &Paths) -> Result<()> {
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().ends_with(".test.ts"))
         .count();
-    anyhow::ensure!(tests > 0, "cdk/test has no *.test.ts: the CDK step would test nothing");
+    anyhow::ensure!(
+        tests > 0,
+        "cdk/test has no *.test.ts: the CDK step would test nothing"
+    );
     Ok(())
 }
 
@@ -234,7 +237,10 @@ mod tests {
         std::fs::create_dir_all(dir.join("cdk/test")).unwrap();
         let paths = Paths { root: dir.clone() };
         let err = every_step_present(&paths).unwrap_err().to_string();
-        assert!(err.contains("package.json") && err.contains("Dockerfile"), "{err}");
+        assert!(
+            err.contains("package.json") && err.contains("Dockerfile"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

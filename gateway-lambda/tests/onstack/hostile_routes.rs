@@ -14,7 +14,11 @@ use crate::support::*;
 /// `(name, header name, header value, status, code)`.
 type Case = (String, &'static str, String, u16, &'static str);
 
-fn v2_accepting(q: &Quote, accepted: wire::RequirementsV2, payload: wire::ExactEvmPayload) -> String {
+fn v2_accepting(
+    q: &Quote,
+    accepted: wire::RequirementsV2,
+    payload: wire::ExactEvmPayload,
+) -> String {
     wire::encode_header(&wire::PaymentPayloadV2 {
         x402_version: 2,
         resource: Some(q.v2.resource.clone()),
@@ -55,7 +59,13 @@ fn cases(stack: &testkit::Stack, buyer: &PrivateKeySigner, q: &Quote) -> Vec<Cas
             400,
             "unsupported_version",
         ),
-        ("oversized header".into(), ps, "A".repeat(5000), 431, "payment_header_too_large"),
+        (
+            "oversized header".into(),
+            ps,
+            "A".repeat(5000),
+            431,
+            "payment_header_too_large",
+        ),
         (
             "wrong scheme".into(),
             ps,
@@ -186,8 +196,14 @@ async fn the_hostile_table_is_refused_on_every_paid_route() {
     let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
     for (route, body) in [
         ("/generate_image", json!({"prompt": "a hostile harbour"})),
-        ("/generate", json!({"content": "a hostile harbour", "model": "nova-canvas"})),
-        ("/generate", json!({"content": "Explain a hostile harbour.", "model": "nova-llm"})),
+        (
+            "/generate",
+            json!({"content": "a hostile harbour", "model": "nova-canvas"}),
+        ),
+        (
+            "/generate",
+            json!({"content": "Explain a hostile harbour.", "model": "nova-llm"}),
+        ),
     ] {
         let url = format!("{}{route}", gw.url);
         let q = quote(&url, &body).await;

@@ -235,7 +235,11 @@ async fn poll(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Exactly one transfer of `price` from `buyer` to the configured seller
 /// since `start`; returns its transaction.
-async fn one_transfer(stack: &testkit::Stack, buyer: alloy::primitives::Address, start: u64) -> String {
+async fn one_transfer(
+    stack: &testkit::Stack,
+    buyer: alloy::primitives::Address,
+    start: u64,
+) -> String {
     let end = stack.block_number().await.unwrap();
     let logs = stack
         .transfer_logs(buyer, stack.seller_wallet, start..=end)
@@ -260,7 +264,11 @@ async fn duplicates_across_two_instances_settle_once_while_the_first_is_held() {
     let before = stack.usdc_balance(buyer.address()).await.unwrap();
 
     let call = |base: &str| {
-        let (url, body, header) = (format!("{base}/generate_image"), body.clone(), header.clone());
+        let (url, body, header) = (
+            format!("{base}/generate_image"),
+            body.clone(),
+            header.clone(),
+        );
         tokio::spawn(async move { send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await })
     };
     let first = call(&a.url);
@@ -348,7 +356,11 @@ async fn an_instance_killed_after_settlement_is_recovered_by_the_other() {
     let start = stack.block_number().await.unwrap();
     let before = stack.usdc_balance(buyer.address()).await.unwrap();
 
-    let (url, b2, h2) = (format!("{}/generate_image", a.url), body.clone(), header.clone());
+    let (url, b2, h2) = (
+        format!("{}/generate_image", a.url),
+        body.clone(),
+        header.clone(),
+    );
     let first = tokio::spawn(async move { send(&url, &b2, (wire::PAYMENT_SIGNATURE, &h2)).await });
     poll("A's settlement lands on chain", || {
         !fac.settled.lock().unwrap().is_empty()
@@ -382,7 +394,10 @@ async fn an_instance_killed_after_settlement_is_recovered_by_the_other() {
         settled_tx,
         "the transaction A's settlement made"
     );
-    assert_eq!(one_transfer(&stack, buyer.address(), start).await, settled_tx);
+    assert_eq!(
+        one_transfer(&stack, buyer.address(), start).await,
+        settled_tx
+    );
     assert_eq!(
         spent(&stack, buyer.address(), before).await,
         Usdc::from_atomic(40_000),
