@@ -769,6 +769,7 @@ struct Cheat {
 /// retry like honest buyers; many-spenders send [`COPIES`] authorizations
 /// at once against a balance for one. Straight to the gateway (their
 /// facilitator calls still get the plan's faults).
+#[allow(clippy::needless_pass_by_value)] // owned: spawned, it outlives the caller's borrow
 async fn run_adversaries(
     stack: testkit::Stack,
     chaos: Arc<Chaos>,
