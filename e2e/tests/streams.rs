@@ -202,7 +202,6 @@ async fn check_turn(stack: &testkit::Stack, events: &[Value], output: &Value) ->
 }
 
 #[tokio::test]
-#[ignore = "new, not yet run on a stack (issue 18); run with --ignored"]
 async fn the_stack_agent_streams_a_paid_image_over_sse_and_ws() {
     let stack = stack();
     let agent = stack.require_agent().unwrap().to_owned();

@@ -190,7 +190,6 @@ async fn refused_without_money_or_content(
 }
 
 #[tokio::test]
-#[ignore = "new, not yet run on a stack (issue 18); run with --ignored"]
 async fn the_hostile_table_is_refused_on_every_paid_route() {
     let stack = stack();
     let gw = Gateway::start(&stack, Options::default()).await;
@@ -214,7 +213,6 @@ async fn the_hostile_table_is_refused_on_every_paid_route() {
 }
 
 #[tokio::test]
-#[ignore = "new, not yet run on a stack (issue 18); run with --ignored"]
 async fn a_payment_for_a_shorter_prompt_does_not_buy_a_longer_one() {
     let stack = stack();
     let gw = Gateway::start(&stack, Options::default()).await;

@@ -250,7 +250,6 @@ async fn one_transfer(
 }
 
 #[tokio::test]
-#[ignore = "new, not yet run on a stack (issue 18); run with --ignored"]
 async fn duplicates_across_two_instances_settle_once_while_the_first_is_held() {
     let stack = stack();
     let stores = shared_stores(&stack).await;
@@ -343,7 +342,6 @@ async fn duplicates_across_two_instances_settle_once_while_the_first_is_held() {
 }
 
 #[tokio::test]
-#[ignore = "new, not yet run on a stack (issue 18); run with --ignored"]
 async fn an_instance_killed_after_settlement_is_recovered_by_the_other() {
     let stack = stack();
     let stores = shared_stores(&stack).await;
