@@ -191,7 +191,6 @@ async fn mined_reverted_settlement(stack: &testkit::Stack) -> Reverted {
 }
 
 #[tokio::test]
-#[ignore = "new, not yet run on a stack (issue 18); run with --ignored"]
 async fn a_mined_reverted_settlement_delivers_nothing_and_charges_nothing() {
     let _one = CHAIN.lock().await;
     let stack = stack();
