@@ -1,12 +1,16 @@
 //! `cargo xtask test`: the README's test command and what CI runs.
 //!
-//! setup -> fmt -> clippy -> build -> stack up -> cargo test -> cdk tests ->
-//! extra checks -> the agent's release build (the Dockerfile's command),
-//! started beside the stack and asked one question -> stack down. Fails
-//! fast; the stack is always torn down.
+//! every step present -> setup -> fmt -> clippy -> build -> stack up ->
+//! cargo test -> cdk tests -> extra checks -> the agent's release build (the
+//! Dockerfile's command), started beside the stack and asked one question ->
+//! stack down. Fails fast; the stack is always torn down. A step whose files
+//! are missing fails the run before anything else: no step is skipped
+//! silently.
 //!
 //! To add a step, add a [`Check`] to [`static_checks`] (no stack needed),
 //! [`stack_checks`] (runs while the stack is up) or [`extra_checks`].
+
+use std::path::PathBuf;
 
 use anyhow::Result;
 
@@ -51,7 +55,43 @@ pub fn static_checks(paths: &Paths) -> Vec<Check> {
     ]
 }
 
+/// The files the steps need. Each must exist: a missing one is an error,
+/// never a step skipped.
+pub fn required_files(paths: &Paths) -> Vec<PathBuf> {
+    vec![
+        paths.cdk().join("package.json"),
+        paths.cdk().join("test"),
+        paths.root.join("scripts/lint-dockerfile.sh"),
+        paths.root.join("Dockerfile"),
+    ]
+}
+
+/// Fails, naming each one, if a step's files are missing.
+pub fn every_step_present(paths: &Paths) -> Result<()> {
+    let missing: Vec<String> = required_files(paths)
+        .into_iter()
+        .filter(|p| !p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "steps of the test command are missing their files: {}",
+        missing.join(", ")
+    );
+    let tests = std::fs::read_dir(paths.cdk().join("test"))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".test.ts"))
+        .count();
+    anyhow::ensure!(
+        tests > 0,
+        "cdk/test has no *.test.ts: the CDK step would test nothing"
+    );
+    Ok(())
+}
+
 /// Checks run while the stack is up (tests find it through `STACK_ENV`).
+/// The CDK step's `npm test` removes `cdk/build/` first (its package.json),
+/// so a deleted test's compiled copy never runs.
 pub fn stack_checks(paths: &Paths, stack: &RunningStack) -> Vec<Check> {
     let env_file = stack.env_file().display().to_string();
     let mut checks = vec![
@@ -61,12 +101,8 @@ pub fn stack_checks(paths: &Paths, stack: &RunningStack) -> Vec<Check> {
             &paths.root,
         )
         .env("STACK_ENV", env_file.clone()),
+        Check::new("cdk: npm test", "npm", &["test"], &paths.cdk()).env("STACK_ENV", env_file),
     ];
-    if paths.cdk().join("package.json").exists() {
-        checks.push(
-            Check::new("cdk: npm test", "npm", &["test"], &paths.cdk()).env("STACK_ENV", env_file),
-        );
-    }
     checks.extend(extra_checks(paths));
     checks
 }
@@ -97,6 +133,9 @@ pub async fn run(paths: &Paths) -> Result<()> {
 }
 
 async fn run_steps(paths: &Paths, runner: &mut Runner) -> Result<()> {
+    runner
+        .step("every step present", async { every_step_present(paths) })
+        .await?;
     runner.step("setup", setup::run(paths)).await?;
     for check in static_checks(paths) {
         runner.check(&check).await?;
@@ -186,6 +225,38 @@ async fn release_agent_answers(stack: &mut RunningStack) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_step_of_this_repository_is_present() {
+        every_step_present(&Paths::discover()).unwrap();
+    }
+
+    #[test]
+    fn a_missing_step_fails_and_is_named() {
+        let dir = std::env::temp_dir().join(format!("xtask-steps-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("cdk/test")).unwrap();
+        let paths = Paths { root: dir.clone() };
+        let err = every_step_present(&paths).unwrap_err().to_string();
+        assert!(
+            err.contains("package.json") && err.contains("Dockerfile"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_cdk_test_script_cleans_its_build_and_names_its_files() {
+        let pkg: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(Paths::discover().cdk().join("package.json")).unwrap(),
+        )
+        .unwrap();
+        let test = pkg["scripts"]["test"].as_str().unwrap();
+        // Node 21+ reads `node --test <arg>` as a glob and Node 20 as a path:
+        // only explicit files (the shell expands the pattern) mean the same
+        // on both.
+        assert!(test.contains("rmSync('build'"), "{test}");
+        assert!(test.contains("node --test build/test/*.test.js"), "{test}");
+    }
 
     #[test]
     fn ci_builds_the_release_agent_exactly_as_the_dockerfile_does() {

@@ -4,6 +4,8 @@
 
 mod faults;
 mod hostile;
+mod hostile_routes;
+mod instances;
 mod interop;
 mod logs;
 mod paid;
