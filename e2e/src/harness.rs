@@ -103,8 +103,6 @@ pub struct AgentSetup {
     pub memory_id: String,
     pub bucket: String,
     pub dir: PathBuf,
-    /// Further environment for the agent process (e.g. `AWS_MAX_ATTEMPTS`).
-    pub env: Vec<(String, String)>,
 }
 
 pub struct AgentProcess {
@@ -142,7 +140,6 @@ impl AgentProcess {
             .env("AWS_ACCESS_KEY_ID", &stack.aws_access_key_id)
             .env("AWS_SECRET_ACCESS_KEY", &stack.aws_secret_access_key)
             .env("RUST_LOG", "warn")
-            .envs(s.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
@@ -168,11 +165,9 @@ impl AgentProcess {
     }
 
     /// SIGKILL: no shutdown hooks, nothing flushed beyond what was persisted.
-    /// `true` if the process was running and died of the signal.
-    pub async fn kill(mut self) -> bool {
-        use std::os::unix::process::ExitStatusExt;
+    pub async fn kill(mut self) {
         let _ = self.child.start_kill();
-        self.child.wait().await.is_ok_and(|s| s.signal() == Some(9))
+        let _ = self.child.wait().await;
     }
 }
 
