@@ -177,11 +177,13 @@ impl Chain for RpcChain {
         else {
             return Ok(Fate::NotFound);
         };
-        Ok(if log.topic0() == Some(&AuthorizationCanceled::SIGNATURE_HASH) {
-            Fate::Canceled(tx)
-        } else {
-            Fate::Used(tx)
-        })
+        Ok(
+            if log.topic0() == Some(&AuthorizationCanceled::SIGNATURE_HASH) {
+                Fate::Canceled(tx)
+            } else {
+                Fate::Used(tx)
+            },
+        )
     }
 
     async fn authorization_used(&self, payer: Address, nonce: B256) -> Result<bool, ChainError> {

@@ -230,7 +230,11 @@ async fn sell_paid(
         .or_else(|| headers.get(wire::X_PAYMENT));
     let Some(header) = header else {
         out.outcome = "quoted";
-        return Err(ApiError::payment_required(offered, "payment required", None));
+        return Err(ApiError::payment_required(
+            offered,
+            "payment required",
+            None,
+        ));
     };
     let Ok(header) = header.to_str() else {
         out.refused("payment header is not ASCII");
@@ -285,15 +289,34 @@ async fn sell_paid(
                 let next = decide_next(s, &payment, &onchain, head);
                 if !(resettle && next == Next::Keep) {
                     return conclude(
-                        s, &payment, offered, &key, &fingerprint, version, &result_key, tx, next,
-                        false, out,
+                        s,
+                        &payment,
+                        offered,
+                        &key,
+                        &fingerprint,
+                        version,
+                        &result_key,
+                        tx,
+                        next,
+                        false,
+                        out,
                     )
                     .await;
                 }
                 (version, result_key, tx)
             }
             Claimed::Fresh(version) => {
-                match produce(s, &payment, product, offered, &key, &fingerprint, version, out).await
+                match produce(
+                    s,
+                    &payment,
+                    product,
+                    offered,
+                    &key,
+                    &fingerprint,
+                    version,
+                    out,
+                )
+                .await
                 {
                     Ok((version, result_key)) => (version, result_key, None),
                     Err(e) => {
@@ -331,87 +354,90 @@ async fn claim_payment(
     out: &mut Outcome,
 ) -> Result<Claimed, ApiError> {
     for _ in 0..CAS_ATTEMPTS {
-        let current = s.payments.get(key).await.map_err(|e| store_error(out, &e))?;
+        let current = s
+            .payments
+            .get(key)
+            .await
+            .map_err(|e| store_error(out, &e))?;
         let t = now();
-        let (expected, state) =
-            match claim::decide(current.as_ref(), fingerprint, t) {
-                Claim::Replay => {
-                    let Some(PaymentRecord {
-                        state:
-                            PaymentState::Settled {
-                                result_key,
-                                settlement,
-                            },
-                        ..
-                    }) = current
-                    else {
-                        unreachable!("decide replays only settled records")
-                    };
-                    return Ok(Claimed::Replay {
+        let (expected, state) = match claim::decide(current.as_ref(), fingerprint, t) {
+            Claim::Replay => {
+                let Some(PaymentRecord {
+                    state:
+                        PaymentState::Settled {
+                            result_key,
+                            settlement,
+                        },
+                    ..
+                }) = current
+                else {
+                    unreachable!("decide replays only settled records")
+                };
+                return Ok(Claimed::Replay {
+                    result_key,
+                    settlement,
+                });
+            }
+            Claim::Burnt { reason } => {
+                out.refused("payment_not_received");
+                return Err(burnt(offered, &reason));
+            }
+            Claim::Reused => {
+                out.refused("payment_reused");
+                return Err(ApiError::invalid(
+                    StatusCode::CONFLICT,
+                    "payment_reused",
+                    "this payment was already used for another request",
+                ));
+            }
+            Claim::Busy => {
+                out.refused("payment_in_progress");
+                return Err(in_progress(s));
+            }
+            Claim::Resume { version } => {
+                let Some(PaymentRecord {
+                    state: PaymentState::Settling { result_key, tx, .. },
+                    ..
+                }) = current
+                else {
+                    unreachable!("decide resumes only settling records")
+                };
+                let next = record(
+                    s,
+                    fingerprint,
+                    PaymentState::Settling {
+                        result_key: result_key.clone(),
+                        lease_until: t + s.lease.as_secs(),
+                        tx: tx.clone(),
+                    },
+                    version + 1,
+                );
+                if s.payments
+                    .put_if(key, Some(version), &next)
+                    .await
+                    .map_err(|e| store_error(out, &e))?
+                {
+                    return Ok(Claimed::Resume {
+                        version: next.version,
                         result_key,
-                        settlement,
+                        tx: tx.and_then(|t| t.parse().ok()),
                     });
                 }
-                Claim::Burnt { reason } => {
-                    out.refused("payment_not_received");
-                    return Err(burnt(offered, &reason));
-                }
-                Claim::Reused => {
-                    out.refused("payment_reused");
-                    return Err(ApiError::invalid(
-                        StatusCode::CONFLICT,
-                        "payment_reused",
-                        "this payment was already used for another request",
-                    ));
-                }
-                Claim::Busy => {
-                    out.refused("payment_in_progress");
-                    return Err(in_progress(s));
-                }
-                Claim::Resume { version } => {
-                    let Some(PaymentRecord {
-                        state: PaymentState::Settling { result_key, tx, .. },
-                        ..
-                    }) = current
-                    else {
-                        unreachable!("decide resumes only settling records")
-                    };
-                    let next = record(
-                        s,
-                        fingerprint,
-                        PaymentState::Settling {
-                            result_key: result_key.clone(),
-                            lease_until: t + s.lease.as_secs(),
-                            tx: tx.clone(),
-                        },
-                        version + 1,
-                    );
-                    if s.payments
-                        .put_if(key, Some(version), &next)
-                        .await
-                        .map_err(|e| store_error(out, &e))?
-                    {
-                        return Ok(Claimed::Resume {
-                            version: next.version,
-                            result_key,
-                            tx: tx.and_then(|t| t.parse().ok()),
-                        });
-                    }
-                    continue;
-                }
-                Claim::New => (
-                    None,
-                    PaymentState::InFlight {
-                        lease_until: t + s.lease.as_secs(),
-                    },
-                ),
-                Claim::Restart { version } => (
-                    Some(version),
-                    PaymentState::InFlight {
-                        lease_until: t + s.lease.as_secs(),
-                    },
-                ),
-            };
+                continue;
+            }
+            Claim::New => (
+                None,
+                PaymentState::InFlight {
+                    lease_until: t + s.lease.as_secs(),
+                },
+            ),
+            Claim::Restart { version } => (
+                Some(version),
+                PaymentState::InFlight {
+                    lease_until: t + s.lease.as_secs(),
+                },
+            ),
+        };
         // A new claim: the payment must still be settleable.
         payment::check_window(payment, t).map_err(|r| {
             out.refused(r.code);
@@ -890,12 +916,20 @@ async fn establish(
             Err(e) => return Onchain::Unknown(e.to_string()),
         }
     }
-    match s.chain.authorization_used(payment.payer, payment.nonce).await {
+    match s
+        .chain
+        .authorization_used(payment.payer, payment.nonce)
+        .await
+    {
         Err(e) => return Onchain::Unknown(e.to_string()),
         Ok(false) => return Onchain::Unused { known },
         Ok(true) => {}
     }
-    match s.chain.authorization_fate(payment.payer, payment.nonce).await {
+    match s
+        .chain
+        .authorization_fate(payment.payer, payment.nonce)
+        .await
+    {
         Err(e) => Onchain::Unknown(e.to_string()),
         Ok(Fate::Canceled(tx)) => Onchain::Burnt {
             reason: "the payer canceled the authorization (cancelAuthorization)".into(),

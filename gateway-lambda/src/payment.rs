@@ -252,7 +252,10 @@ pub fn check_window(p: &CheckedPayment, now: u64) -> Result<(), Refusal> {
     if p.valid_after > now {
         return Err(refused(
             "authorization_not_yet_valid",
-            format!("authorization is not valid yet (validAfter {})", p.valid_after),
+            format!(
+                "authorization is not valid yet (validAfter {})",
+                p.valid_after
+            ),
         ));
     }
     Ok(())

@@ -141,8 +141,22 @@ mod tests {
         let cases: Vec<(&str, Reservations, Reserved, u64, bool, usize)> = vec![
             ("empty, fits", set(vec![]), r(1, 100, 50), 10, true, 1),
             ("empty, too much", set(vec![]), r(1, 101, 50), 10, false, 0),
-            ("beside one, fits", set(vec![r(2, 60, 50)]), r(1, 40, 50), 10, true, 2),
-            ("beside one, over", set(vec![r(2, 60, 50)]), r(1, 41, 50), 10, false, 0),
+            (
+                "beside one, fits",
+                set(vec![r(2, 60, 50)]),
+                r(1, 40, 50),
+                10,
+                true,
+                2,
+            ),
+            (
+                "beside one, over",
+                set(vec![r(2, 60, 50)]),
+                r(1, 41, 50),
+                10,
+                false,
+                0,
+            ),
             (
                 "a lapsed entry no longer counts and is dropped",
                 set(vec![r(2, 100, 10)]),

@@ -264,7 +264,14 @@ mod tests {
         let unused = |known| Onchain::Unused { known };
         // (name, chain answer, head timestamp, head number, confirmations, decision)
         let cases: Vec<(&str, Onchain, u64, u64, u64, Next)> = vec![
-            ("proved", Onchain::Paid { tx }, 0, 0, 0, Next::Deliver { tx }),
+            (
+                "proved",
+                Onchain::Paid { tx },
+                0,
+                0,
+                0,
+                Next::Deliver { tx },
+            ),
             (
                 "burnt",
                 Onchain::Burnt {
@@ -278,8 +285,22 @@ mod tests {
                     reason: "canceled".into(),
                 },
             ),
-            ("unused, window open", unused(Known::None), 999, 0, 0, Next::Keep),
-            ("pending, window open", unused(Known::Pending), 999, 0, 0, Next::Keep),
+            (
+                "unused, window open",
+                unused(Known::None),
+                999,
+                0,
+                0,
+                Next::Keep,
+            ),
+            (
+                "pending, window open",
+                unused(Known::Pending),
+                999,
+                0,
+                0,
+                Next::Keep,
+            ),
             (
                 "unused, expired",
                 unused(Known::Pending),
@@ -308,7 +329,14 @@ mod tests {
                 2,
                 Next::Keep,
             ),
-            ("chain unreadable", Onchain::Unknown("x".into()), 999, 0, 0, Next::Keep),
+            (
+                "chain unreadable",
+                Onchain::Unknown("x".into()),
+                999,
+                0,
+                0,
+                Next::Keep,
+            ),
             (
                 "chain unreadable after expiry: still kept",
                 Onchain::Unknown("x".into()),

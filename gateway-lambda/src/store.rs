@@ -422,22 +422,34 @@ mod tests {
     async fn reservations_are_compare_and_set_per_payer() {
         let s = FileStore::new(tempdir()).unwrap();
         let payer = Address::repeat_byte(2);
-        assert_eq!(s.reservations(payer).await.unwrap(), Reservations::default());
+        assert_eq!(
+            s.reservations(payer).await.unwrap(),
+            Reservations::default()
+        );
         let v1 = Reservations {
             entries: vec![],
             version: 1,
         };
         assert!(s.put_reservations_if(payer, 0, &v1).await.unwrap());
-        assert!(!s.put_reservations_if(payer, 0, &v1).await.unwrap(), "created once");
+        assert!(
+            !s.put_reservations_if(payer, 0, &v1).await.unwrap(),
+            "created once"
+        );
         let v2 = Reservations {
             entries: vec![],
             version: 2,
         };
-        assert!(!s.put_reservations_if(payer, 7, &v2).await.unwrap(), "stale");
+        assert!(
+            !s.put_reservations_if(payer, 7, &v2).await.unwrap(),
+            "stale"
+        );
         assert!(s.put_reservations_if(payer, 1, &v2).await.unwrap());
         assert_eq!(s.reservations(payer).await.unwrap(), v2);
         assert_eq!(
-            s.reservations(Address::repeat_byte(3)).await.unwrap().version,
+            s.reservations(Address::repeat_byte(3))
+                .await
+                .unwrap()
+                .version,
             0,
             "per payer"
         );

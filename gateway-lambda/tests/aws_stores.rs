@@ -13,9 +13,7 @@ use aws_sdk_dynamodb::types::{
 use gateway_lambda::{
     aws::{dynamo::DynamoPaymentStore, s3::S3ResultStore},
     reservation::{self, Reserved},
-    store::{
-        PaymentKey, PaymentRecord, PaymentState, PaymentStore, ReservationStore, ResultStore,
-    },
+    store::{PaymentKey, PaymentRecord, PaymentState, PaymentStore, ReservationStore, ResultStore},
 };
 use x402::wire::SettleResponse;
 

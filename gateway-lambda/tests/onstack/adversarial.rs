@@ -62,8 +62,17 @@ async fn burnt_in_the_race(how: Burn) {
     assert_eq!(r.body["code"], "payment_not_received", "{}", r.body);
     assert!(!r.has_content(), "nothing delivered");
     assert!(r.settlement().is_none());
-    assert!(stack.authorization_state(buyer.address(), nonce).await.unwrap());
-    assert_eq!(stack.usdc_balance(pay_to).await.unwrap(), Usdc::ZERO, "seller unpaid");
+    assert!(
+        stack
+            .authorization_state(buyer.address(), nonce)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        stack.usdc_balance(pay_to).await.unwrap(),
+        Usdc::ZERO,
+        "seller unpaid"
+    );
     assert_eq!(stack.usdc_balance(buyer.address()).await.unwrap(), before);
     assert_eq!(generator.calls(), 1);
 
@@ -115,7 +124,10 @@ async fn a_same_nonce_receive_while_generating_buys_nothing() {
     let request = tokio::spawn(async move { send(&u, &b, (wire::PAYMENT_SIGNATURE, &h)).await });
     until("generation started", || generator.calls() == 1).await;
     let tx = burn(&stack, &buyer, nonce, Burn::Receive).await;
-    assert!(stack.wait_for_receipt(tx).await.unwrap(), "the burn succeeds");
+    assert!(
+        stack.wait_for_receipt(tx).await.unwrap(),
+        "the burn succeeds"
+    );
     generator.release();
 
     let r = request.await.unwrap();
@@ -321,7 +333,12 @@ async fn a_pending_settlement_is_not_released_before_valid_before() {
     assert_eq!(second.body["code"], "settlement_failed");
     assert!(!second.has_content());
     assert_eq!(pending_with(&stack, nonce).await, 1, "still pending");
-    assert!(!stack.authorization_state(buyer.address(), nonce).await.unwrap());
+    assert!(
+        !stack
+            .authorization_state(buyer.address(), nonce)
+            .await
+            .unwrap()
+    );
 
     // The pending settlement lands after all.
     mining.mine_one(&stack).await;
@@ -372,7 +389,12 @@ async fn text_is_generated_within_the_output_tokens_priced() {
         q.v2.accepts[0].amount,
         gateway_lambda::pricing::text_price(tokens).atomic_string()
     );
-    let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &pay_v2(&stack, &buyer, &q))).await;
+    let r = send(
+        &url,
+        &body,
+        (wire::PAYMENT_SIGNATURE, &pay_v2(&stack, &buyer, &q)),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         generator.max_output_tokens(),
