@@ -252,7 +252,7 @@ async fn reservations_in_dynamodb_let_one_balance_cover_one_payment() {
         .await
         .unwrap();
     assert_eq!(
-        item.item().unwrap()["expiresAt"].as_n().unwrap(),
+        item.item().unwrap()["expiresAt"].as_n().unwrap().clone(),
         (1_900_000_000u64 + 24 * 3600).to_string()
     );
 }

@@ -16,7 +16,7 @@ use alloy::{
     primitives::{Address, B256, Bytes, U256},
     providers::{Provider, ProviderBuilder},
     signers::{SignerSync, local::PrivateKeySigner},
-    sol_types::SolStruct,
+    sol_types::{SolCall, SolStruct},
 };
 use async_trait::async_trait;
 use gateway_lambda::generate::{
@@ -72,7 +72,6 @@ pub async fn burn(
     let p = ProviderBuilder::new()
         .wallet(buyer.clone())
         .connect_http(stack.rpc_url.parse().unwrap());
-    let c = IBurn::new(stack.usdc_contract, &p);
     let sig = |hash: B256| Bytes::from(buyer.sign_hash_sync(&hash).unwrap().as_bytes().to_vec());
     let (after, before) = (U256::ZERO, U256::from(u64::MAX));
     let call = match how {
@@ -82,7 +81,12 @@ pub async fn burn(
                 nonce,
             }
             .eip712_signing_hash(&domain);
-            c.cancelAuthorization(me, nonce, sig(h))
+            IBurn::cancelAuthorizationCall {
+                authorizer: me,
+                nonce,
+                signature: sig(h),
+            }
+            .abi_encode()
         }
         Burn::Transfer => {
             let auth = Authorization {
@@ -94,7 +98,16 @@ pub async fn burn(
                 nonce,
             };
             let s = sig(auth.signing_hash(&domain));
-            c.transferWithAuthorization(me, me, U256::ZERO, after, before, nonce, s)
+            IBurn::transferWithAuthorizationCall {
+                from: me,
+                to: me,
+                value: U256::ZERO,
+                validAfter: after,
+                validBefore: before,
+                nonce,
+                signature: s,
+            }
+            .abi_encode()
         }
         Burn::Receive => {
             let h = ReceiveWithAuthorization {
@@ -106,16 +119,25 @@ pub async fn burn(
                 nonce,
             }
             .eip712_signing_hash(&domain);
-            c.receiveWithAuthorization(me, me, U256::ZERO, after, before, nonce, sig(h))
+            IBurn::receiveWithAuthorizationCall {
+                from: me,
+                to: me,
+                value: U256::ZERO,
+                validAfter: after,
+                validBefore: before,
+                nonce,
+                signature: sig(h),
+            }
+            .abi_encode()
         }
     };
-    let pending = call
-        .gas(200_000)
+    let tx = alloy::rpc::types::TransactionRequest::default()
+        .to(stack.usdc_contract)
+        .input(Bytes::from(call).into())
+        .gas_limit(200_000)
         .max_priority_fee_per_gas(100_000_000_000)
-        .max_fee_per_gas(300_000_000_000)
-        .send()
-        .await
-        .unwrap();
+        .max_fee_per_gas(300_000_000_000);
+    let pending = p.send_transaction(tx).await.unwrap();
     *pending.tx_hash()
 }
 
@@ -213,13 +235,23 @@ pub fn fresh_payee() -> Address {
 
 /// The local generator, counting image generations; while held, each
 /// generation waits for [`Counted::release`].
-#[derive(Default)]
 pub struct Counted {
     pub calls: AtomicUsize,
     /// The output limit the last text generation was given (0: none yet).
     max_tokens: std::sync::atomic::AtomicU64,
     hold: std::sync::atomic::AtomicBool,
     gate: tokio::sync::Semaphore,
+}
+
+impl Default for Counted {
+    fn default() -> Self {
+        Counted {
+            calls: AtomicUsize::new(0),
+            max_tokens: std::sync::atomic::AtomicU64::new(0),
+            hold: std::sync::atomic::AtomicBool::new(false),
+            gate: tokio::sync::Semaphore::new(0),
+        }
+    }
 }
 
 impl Counted {
