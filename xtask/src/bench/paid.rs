@@ -1,0 +1,120 @@
+//! Paid requests end to end at a fixed concurrency, paid by the official
+//! x402 v2 client (`local/interop/paid-load.mjs`), so ours and the official
+//! seller are paid by the same client.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+
+use super::stats::percentile;
+use crate::Paths;
+
+/// One batch of paid requests as the client saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaidRun {
+    pub wall: Duration,
+    pub latencies: Vec<Duration>,
+    pub statuses: BTreeMap<u16, u64>,
+    /// Responses that carried a settlement (`PAYMENT-RESPONSE`).
+    pub settled: u64,
+    pub body_bytes: usize,
+}
+
+impl PaidRun {
+    pub fn per_sec(&self) -> f64 {
+        self.settled as f64 / self.wall.as_secs_f64().max(f64::EPSILON)
+    }
+
+    pub fn p(&self, p: usize) -> Duration {
+        percentile(&mut self.latencies.clone(), p)
+    }
+
+    pub fn mean(&self) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        self.latencies.iter().sum::<Duration>() / u32::try_from(self.latencies.len()).unwrap_or(1)
+    }
+}
+
+/// Runs `requests` paid requests at `concurrency` against `url`, the client
+/// pinned to `cpus`.
+pub async fn run(
+    paths: &Paths,
+    url: &str,
+    body: &str,
+    concurrency: usize,
+    requests: usize,
+    buyer_key: &str,
+    cpus: &str,
+) -> Result<PaidRun> {
+    let out = tokio::process::Command::new("taskset")
+        .args(["-c", cpus, "node", "interop/paid-load.mjs", url, body])
+        .arg(concurrency.to_string())
+        .arg(requests.to_string())
+        .current_dir(paths.node_project())
+        .env("BUYER_PRIVATE_KEY", buyer_key)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running interop/paid-load.mjs")?;
+    ensure!(
+        out.status.success(),
+        "paid-load.mjs failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Parses the script's one JSON line.
+pub fn parse(text: &str) -> Result<PaidRun> {
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .context("paid-load.mjs printed no JSON")?;
+    let v: Value = serde_json::from_str(line)?;
+    let ms = |x: &Value| Duration::from_secs_f64(x.as_f64().unwrap_or(0.0) / 1000.0);
+    let statuses = v["statuses"]
+        .as_object()
+        .context("statuses")?
+        .iter()
+        .map(|(k, n)| Ok((k.parse()?, n.as_u64().unwrap_or(0))))
+        .collect::<Result<_>>()?;
+    Ok(PaidRun {
+        wall: ms(&v["wallMs"]),
+        latencies: v["latenciesMs"]
+            .as_array()
+            .context("latenciesMs")?
+            .iter()
+            .map(ms)
+            .collect(),
+        statuses,
+        settled: v["settled"].as_u64().unwrap_or(0),
+        body_bytes: usize::try_from(v["bodyBytes"].as_u64().unwrap_or(0))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_client_report() {
+        let r = parse(
+            "warming up\n{\"wallMs\":2000,\"latenciesMs\":[10,30,20],\"statuses\":{\"200\":3},\
+             \"settled\":3,\"bodyBytes\":1234}\n",
+        )
+        .unwrap();
+        assert_eq!(r.wall, Duration::from_secs(2));
+        assert_eq!(r.statuses, BTreeMap::from([(200, 3)]));
+        assert_eq!(r.body_bytes, 1234);
+        assert!((r.per_sec() - 1.5).abs() < 1e-9);
+        assert_eq!(r.p(50), Duration::from_millis(20));
+        assert_eq!(r.mean(), Duration::from_millis(20));
+        assert!(parse("no json here").is_err());
+        assert!(parse("{\"wallMs\":1}").is_err());
+    }
+}
