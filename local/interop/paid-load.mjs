@@ -8,8 +8,9 @@
 // `warmup` requests (default 2) run first, one at a time, and are not
 // counted. Then `concurrency` workers share `requests` paid requests.
 // Prints one JSON line:
-//   {wallMs, latenciesMs: [...], statuses: {"200": n}, settled: n, bodyBytes}
-// where `settled` counts responses carrying a PAYMENT-RESPONSE header.
+//   {startedAtMs, wallMs, latenciesMs: [...], statuses: {"200": n}, settled: n, bodyBytes}
+// where `startedAtMs` (Unix ms) is when the counted requests began and
+// `settled` counts responses carrying a PAYMENT-RESPONSE header.
 import { wrapFetchWithPaymentFromConfig } from "@x402/fetch";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { privateKeyToAccount } from "viem/accounts";
@@ -47,6 +48,7 @@ async function one(record) {
 
 for (let i = 0; i < warmup; i++) await one(false);
 let next = 0;
+const startedAtMs = Date.now();
 const started = performance.now();
 await Promise.all(
   Array.from({ length: concurrency }, async () => {
@@ -57,4 +59,4 @@ await Promise.all(
   }),
 );
 const wallMs = performance.now() - started;
-console.log(JSON.stringify({ wallMs, latenciesMs, statuses, settled, bodyBytes }));
+console.log(JSON.stringify({ startedAtMs, wallMs, latenciesMs, statuses, settled, bodyBytes }));

@@ -68,6 +68,9 @@ enum Cmd {
         /// Use the debug build (quicker to build, slower to run).
         #[arg(long)]
         debug: bool,
+        /// Run the gateway and agent binaries already built (no `cargo build`).
+        #[arg(long)]
+        no_build: bool,
         /// Report file.
         #[arg(long, default_value = "BENCHMARKS.md")]
         out: std::path::PathBuf,
@@ -107,6 +110,7 @@ async fn main() -> Result<()> {
             paid_requests,
             concurrency,
             debug,
+            no_build,
             out,
         } => {
             let opts = xtask::bench::BenchOptions {
@@ -119,6 +123,7 @@ async fn main() -> Result<()> {
                 paid_requests,
                 concurrencies: concurrency,
                 debug,
+                no_build,
                 out: paths.root.join(out),
             };
             tokio::select! {

@@ -308,6 +308,7 @@ mod tests {
             path: path.into(),
             paid,
             status: 200,
+            at: std::time::SystemTime::now(),
             elapsed: Duration::from_millis(ms),
         };
         let gw = [

@@ -2,7 +2,10 @@
 //! x402 v2 client (`local/interop/paid-load.mjs`), so ours and the official
 //! seller are paid by the same client.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime},
+};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
@@ -10,9 +13,14 @@ use serde_json::Value;
 use super::stats::percentile;
 use crate::Paths;
 
+/// Paid requests the client makes one at a time before the counted ones.
+pub const WARMUP: usize = 2;
+
 /// One batch of paid requests as the client saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PaidRun {
+    /// When the counted requests began (after the client's warm-up).
+    pub started_at: SystemTime,
     pub wall: Duration,
     pub latencies: Vec<Duration>,
     pub statuses: BTreeMap<u16, u64>,
@@ -22,8 +30,12 @@ pub struct PaidRun {
 }
 
 impl PaidRun {
+    /// Requests answered 200 per second. (Against a real seller every run
+    /// must also have settled each of them; the canned responder settles
+    /// nothing.)
     pub fn per_sec(&self) -> f64 {
-        self.settled as f64 / self.wall.as_secs_f64().max(f64::EPSILON)
+        let ok = self.statuses.get(&200).copied().unwrap_or(0);
+        ok as f64 / self.wall.as_secs_f64().max(f64::EPSILON)
     }
 
     pub fn p(&self, p: usize) -> Duration {
@@ -49,10 +61,11 @@ pub async fn run(
     buyer_key: &str,
     cpus: &str,
 ) -> Result<PaidRun> {
-    let out = tokio::process::Command::new("taskset")
-        .args(["-c", cpus, "node", "interop/paid-load.mjs", url, body])
+    let out = super::peers::client_command(cpus, "node")
+        .args(["interop/paid-load.mjs", url, body])
         .arg(concurrency.to_string())
         .arg(requests.to_string())
+        .arg(WARMUP.to_string())
         .current_dir(paths.node_project())
         .env("BUYER_PRIVATE_KEY", buyer_key)
         .kill_on_drop(true)
@@ -84,6 +97,7 @@ pub fn parse(text: &str) -> Result<PaidRun> {
         .map(|(k, n)| Ok((k.parse()?, n.as_u64().unwrap_or(0))))
         .collect::<Result<_>>()?;
     Ok(PaidRun {
+        started_at: SystemTime::UNIX_EPOCH + ms(&v["startedAtMs"]),
         wall: ms(&v["wallMs"]),
         latencies: v["latenciesMs"]
             .as_array()
@@ -104,11 +118,12 @@ mod tests {
     #[test]
     fn parses_the_client_report() {
         let r = parse(
-            "warming up\n{\"wallMs\":2000,\"latenciesMs\":[10,30,20],\"statuses\":{\"200\":3},\
+            "warming up\n{\"startedAtMs\":1500,\"wallMs\":2000,\"latenciesMs\":[10,30,20],\"statuses\":{\"200\":3},\
              \"settled\":3,\"bodyBytes\":1234}\n",
         )
         .unwrap();
         assert_eq!(r.wall, Duration::from_secs(2));
+        assert_eq!(r.started_at, SystemTime::UNIX_EPOCH + Duration::from_millis(1500));
         assert_eq!(r.statuses, BTreeMap::from([(200, 3)]));
         assert_eq!(r.body_bytes, 1234);
         assert!((r.per_sec() - 1.5).abs() < 1e-9);

@@ -25,6 +25,9 @@ pub struct Meta {
     pub http_secs: u64,
     pub runs: usize,
     pub warmup_secs: u64,
+    /// The niceness servers, clients, the facilitator and Anvil ran at
+    /// (`None`: the default; raising priority was not allowed).
+    pub nice: Option<i32>,
 }
 
 pub struct StartupFigures {
@@ -122,6 +125,7 @@ impl PaidRow {
 
     fn pooled(runs: &[PaidRun]) -> PaidRun {
         PaidRun {
+            started_at: runs.first().map_or(std::time::UNIX_EPOCH, |r| r.started_at),
             wall: runs.iter().map(|r| r.wall).sum(),
             latencies: runs.iter().flat_map(|r| r.latencies.clone()).collect(),
             statuses: Default::default(),
@@ -198,8 +202,8 @@ impl Report {
              server's core that replays the server's recorded answer, alternated run by run with \
              the server; it must be at least {CEILING_FACTOR:.0}x the server figure for that figure \
              to describe the server, and the table says so when it is not.\n\n\
-             **Run conditions.** Load average (1, 5, 15 min) {} before, {} after. The machine \
-             was shared with other work during the run, so absolute figures are noisy; the \
+             **Run conditions.** Load average (1, 5, 15 min) {} before, {} after; {}. The \
+             machine was shared with other work during the run, so absolute figures are noisy; the \
              ratios to a same-run baseline (the server's own `/health`, the client's ceiling, a \
              no-op process) are what carries over.\n\n\
              Reproduce: `cargo xtask bench` (options: `--runs`, `--http-secs`, `--load`, \
@@ -219,6 +223,13 @@ impl Report {
             m.node,
             m.load_before,
             m.load_after,
+            m.nice.map_or_else(
+                || "servers and clients at the default priority".to_owned(),
+                |n| format!(
+                    "servers, load clients, the facilitator and Anvil at `nice {n}` so that \
+                     the other work disturbs them less"
+                ),
+            ),
         );
     }
 
@@ -533,9 +544,10 @@ mod tests {
 
     fn paid(settled_per_sec: u64, latency_ms: u64) -> PaidRun {
         PaidRun {
+            started_at: std::time::UNIX_EPOCH,
             wall: Duration::from_secs(1),
             latencies: vec![Duration::from_millis(latency_ms); 4],
-            statuses: BTreeMap::from([(200, 4)]),
+            statuses: BTreeMap::from([(200, settled_per_sec)]),
             settled: settled_per_sec,
             body_bytes: 10,
         }

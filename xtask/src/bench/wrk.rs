@@ -85,9 +85,8 @@ pub struct Target {
 /// Runs wrk pinned to `cpus` (a `taskset -c` list) for `secs` seconds.
 /// `dir` holds the Lua script for a POST body.
 pub async fn run(target: &Target, secs: u64, cpus: &str, dir: &Path) -> Result<WrkRun> {
-    let mut cmd = tokio::process::Command::new("taskset");
-    cmd.args(["-c", cpus, "wrk"])
-        .arg(format!("-t{THREADS}"))
+    let mut cmd = super::peers::client_command(cpus, "wrk");
+    cmd.arg(format!("-t{THREADS}"))
         .arg(format!("-c{CONNECTIONS}"))
         .arg(format!("-d{secs}s"))
         .arg("--latency")
