@@ -8,9 +8,10 @@
 // `warmup` requests (default 2) run first, one at a time, and are not
 // counted. Then `concurrency` workers share `requests` paid requests.
 // Prints one JSON line:
-//   {startedAtMs, wallMs, latenciesMs: [...], statuses: {"200": n}, settled: n, bodyBytes}
+//   {startedAtMs, wallMs, latenciesMs: [...], statuses: {"200": n}, settled: n, bodyBytes, errors}
 // where `startedAtMs` (Unix ms) is when the counted requests began and
-// `settled` counts responses carrying a PAYMENT-RESPONSE header.
+// `settled` counts responses carrying a PAYMENT-RESPONSE header, and
+// `errors` holds the first few failures (status 0: the client threw).
 import { wrapFetchWithPaymentFromConfig } from "@x402/fetch";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { privateKeyToAccount } from "viem/accounts";
@@ -33,16 +34,30 @@ const statuses = {};
 const latenciesMs = [];
 let settled = 0;
 let bodyBytes = 0;
+const errors = [];
 
 async function one(record) {
   const t = performance.now();
-  const r = await pay(url, init());
-  const bytes = (await r.arrayBuffer()).byteLength;
+  let r;
+  try {
+    r = await pay(url, init());
+  } catch (e) {
+    if (!record) return;
+    latenciesMs.push(performance.now() - t);
+    statuses[0] = (statuses[0] ?? 0) + 1;
+    if (errors.length < 3) errors.push(String(e?.message ?? e).slice(0, 300));
+    return;
+  }
+  const buf = await r.arrayBuffer();
+  const bytes = buf.byteLength;
   const ms = performance.now() - t;
   if (!record) return;
   latenciesMs.push(ms);
   statuses[r.status] = (statuses[r.status] ?? 0) + 1;
   if (r.headers.get("PAYMENT-RESPONSE")) settled += 1;
+  if (r.status !== 200 && errors.length < 3) {
+    errors.push(`${r.status}: ${new TextDecoder().decode(buf).slice(0, 300)}`);
+  }
   bodyBytes = Math.max(bodyBytes, bytes);
 }
 
@@ -59,4 +74,4 @@ await Promise.all(
   }),
 );
 const wallMs = performance.now() - started;
-console.log(JSON.stringify({ startedAtMs, wallMs, latenciesMs, statuses, settled, bodyBytes }));
+console.log(JSON.stringify({ startedAtMs, wallMs, latenciesMs, statuses, settled, bodyBytes, errors }));

@@ -27,6 +27,8 @@ pub struct PaidRun {
     /// Responses that carried a settlement (`PAYMENT-RESPONSE`).
     pub settled: u64,
     pub body_bytes: usize,
+    /// The first few failures the client saw (`status: body`).
+    pub errors: Vec<String>,
 }
 
 impl PaidRun {
@@ -108,6 +110,10 @@ pub fn parse(text: &str) -> Result<PaidRun> {
         statuses,
         settled: v["settled"].as_u64().unwrap_or(0),
         body_bytes: usize::try_from(v["bodyBytes"].as_u64().unwrap_or(0))?,
+        errors: v["errors"]
+            .as_array()
+            .map(|e| e.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default(),
     })
 }
 
@@ -119,13 +125,14 @@ mod tests {
     fn parses_the_client_report() {
         let r = parse(
             "warming up\n{\"startedAtMs\":1500,\"wallMs\":2000,\"latenciesMs\":[10,30,20],\"statuses\":{\"200\":3},\
-             \"settled\":3,\"bodyBytes\":1234}\n",
+             \"settled\":3,\"bodyBytes\":1234,\"errors\":[\"502: x\"]}\n",
         )
         .unwrap();
         assert_eq!(r.wall, Duration::from_secs(2));
         assert_eq!(r.started_at, SystemTime::UNIX_EPOCH + Duration::from_millis(1500));
         assert_eq!(r.statuses, BTreeMap::from([(200, 3)]));
         assert_eq!(r.body_bytes, 1234);
+        assert_eq!(r.errors, ["502: x"]);
         assert!((r.per_sec() - 1.5).abs() < 1e-9);
         assert_eq!(r.p(50), Duration::from_millis(20));
         assert_eq!(r.mean(), Duration::from_millis(20));

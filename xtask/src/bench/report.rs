@@ -131,7 +131,16 @@ impl PaidRow {
             statuses: Default::default(),
             settled: runs.iter().map(|r| r.settled).sum(),
             body_bytes: 0,
+            errors: runs.iter().flat_map(|r| r.errors.clone()).collect(),
         }
+    }
+
+    /// Requests that did not settle, of all counted, and the first failure.
+    pub fn failures(&self) -> (u64, usize, Option<String>) {
+        let pooled = Self::pooled(&self.runs);
+        let total = pooled.latencies.len();
+        let failed = (total as u64).saturating_sub(pooled.settled);
+        (failed, total, pooled.errors.first().cloned())
     }
 
     /// The mean latency split into what the measurements attribute: the
@@ -330,16 +339,17 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "| server | concurrency | paid requests/s | p50 | p99 | facilitator share | of which chain | generation share | client ceiling (paid/s) | ceiling / server | bound by |"
+            "| server | concurrency | paid requests/s | p50 | p99 | facilitator share | of which chain | generation share | client ceiling (paid/s) | ceiling / server | bound by | not settled |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|");
+        let mut notes = Vec::new();
         for row in &self.paid {
             let pooled = PaidRow::pooled(&row.runs);
             let mean = pooled.mean();
             let (rate, ceiling) = (row.rate(), row.ceiling_rate());
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {:.0}% | {:.0}% | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.0}% | {:.0}% | {} | {} | {} | {} | {} |",
                 row.server,
                 row.concurrency,
                 rate.rate(),
@@ -352,9 +362,19 @@ impl Report {
                 ceiling.rate(),
                 ceiling_note(ceiling.median, rate.median),
                 row.bound(),
+                {
+                    let (failed, total, first) = row.failures();
+                    if let Some(e) = first {
+                        notes.push(format!("{} at concurrency {}: {e}", row.server, row.concurrency));
+                    }
+                    format!("{failed} of {total}")
+                },
             );
         }
         s.push('\n');
+        for n in notes {
+            let _ = writeln!(s, "- first failure, {}\n", n.replace('|', "/").replace('\n', " "));
+        }
     }
 
     fn proof_table(&self, s: &mut String) {
@@ -550,6 +570,7 @@ mod tests {
             statuses: BTreeMap::from([(200, settled_per_sec)]),
             settled: settled_per_sec,
             body_bytes: 10,
+            errors: vec![],
         }
     }
 
