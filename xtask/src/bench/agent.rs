@@ -332,6 +332,8 @@ mod tests {
         let u = usage(&out) + usage(&out);
         assert_eq!((u.model_calls, u.input_tokens, u.output_tokens), (4, 20, 6));
         assert!(paid(&out));
-        assert!(!paid(&json!({"output": {"payments": [{"transaction": "0x12"}]}})));
+        assert!(!paid(
+            &json!({"output": {"payments": [{"transaction": "0x12"}]}})
+        ));
     }
 }

@@ -91,7 +91,11 @@ pub async fn run(paths: &Paths, opts: &BenchOptions) -> Result<()> {
     let release = !opts.debug;
     println!(
         "bench: {} the apps ({})",
-        if opts.no_build { "not building" } else { "building" },
+        if opts.no_build {
+            "not building"
+        } else {
+            "building"
+        },
         if release { "release" } else { "debug" }
     );
     if !opts.no_build {
@@ -229,8 +233,7 @@ async fn measure(
 
     // Our own facilitator behind two timing proxies (its RPC, and itself).
     let rpc_proxy = TimingProxy::start(&rpc_url).await?;
-    let (mut facilitator_service, facilitator) =
-        start_facilitator(paths, &rpc_proxy.url()).await?;
+    let (mut facilitator_service, facilitator) = start_facilitator(paths, &rpc_proxy.url()).await?;
     let fac_proxy = TimingProxy::start(&facilitator).await?;
     // The paid figures wait on these two: same priority as the servers.
     let mut prioritized = peers::prioritize(facilitator_service.pid());
@@ -262,8 +265,7 @@ async fn measure(
             .ok_or_else(|| anyhow!("bench-gateway has no pid"))?,
         SERVER_CPUS,
     )?;
-    let (mut official_service, official) =
-        start_official_seller(paths, &fac_proxy.url()).await?;
+    let (mut official_service, official) = start_official_seller(paths, &fac_proxy.url()).await?;
     peers::pin(official_service.pid(), SERVER_CPUS)?;
 
     // Two agents of our own: one through a timing proxy, one that asks consent.
@@ -338,7 +340,10 @@ async fn measure(
     ];
     for s in &sellers {
         for e in [Endpoint::Health, Endpoint::Quote] {
-            println!("bench: {} {e:?} ({} x {} s, wrk)", s.name, opts.repeats, opts.http_secs);
+            println!(
+                "bench: {} {e:?} ({} x {} s, wrk)",
+                s.name, opts.repeats, opts.http_secs
+            );
             r.http.push(peers::http_row(&ctx, s, e).await?);
         }
     }
@@ -349,7 +354,10 @@ async fn measure(
         rpc: &rpc_proxy,
     };
     for s in &sellers {
-        println!("bench: {} paid, concurrency {:?}", s.name, opts.concurrencies);
+        println!(
+            "bench: {} paid, concurrency {:?}",
+            s.name, opts.concurrencies
+        );
         r.paid.extend(
             peers::paid_rows(&ctx, s, &proxies, &opts.concurrencies, opts.paid_requests).await?,
         );
@@ -386,7 +394,10 @@ async fn measure(
     });
 
     // --- one paid image through the agent, split ------------------------
-    println!("bench: {} paid images through the agent, one at a time", opts.runs);
+    println!(
+        "bench: {} paid images through the agent, one at a time",
+        opts.runs
+    );
     fac_proxy.take();
     gw_proxy.take();
     let mut splits = Vec::new();
@@ -406,8 +417,13 @@ async fn measure(
     // --- model calls and tokens ------------------------------------------
     println!("bench: model calls per paid image");
     let s = agent::session_id("usage", 0);
-    let out = agent::invoke(&http, &agent, &s, "Generate an image of a red bicycle in the rain")
-        .await?;
+    let out = agent::invoke(
+        &http,
+        &agent,
+        &s,
+        "Generate an image of a red bicycle in the rain",
+    )
+    .await?;
     ensure!(agent::paid(&out), "within-budget path did not pay: {out}");
     let within = agent::usage(&out);
     let s = agent::session_id("usage-consent", 0);
@@ -418,7 +434,10 @@ async fn measure(
         "Generate an image of a blue boat at noon",
     )
     .await?;
-    ensure!(!agent::paid(&first), "consent path paid without consent: {first}");
+    ensure!(
+        !agent::paid(&first),
+        "consent path paid without consent: {first}"
+    );
     let second = agent::invoke(&http, &consent_agent, &s, "yes, go ahead").await?;
     ensure!(
         agent::paid(&second),

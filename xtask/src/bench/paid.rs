@@ -112,7 +112,11 @@ pub fn parse(text: &str) -> Result<PaidRun> {
         body_bytes: usize::try_from(v["bodyBytes"].as_u64().unwrap_or(0))?,
         errors: v["errors"]
             .as_array()
-            .map(|e| e.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+            .map(|e| {
+                e.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default(),
     })
 }
@@ -129,7 +133,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.wall, Duration::from_secs(2));
-        assert_eq!(r.started_at, SystemTime::UNIX_EPOCH + Duration::from_millis(1500));
+        assert_eq!(
+            r.started_at,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1500)
+        );
         assert_eq!(r.statuses, BTreeMap::from([(200, 3)]));
         assert_eq!(r.body_bytes, 1234);
         assert_eq!(r.errors, ["502: x"]);

@@ -127,7 +127,12 @@ struct Responder {
 }
 
 impl Responder {
-    async fn start(ctx: &Ctx<'_>, name: &str, unpaid: &Canned, paid: Option<&Canned>) -> Result<Responder> {
+    async fn start(
+        ctx: &Ctx<'_>,
+        name: &str,
+        unpaid: &Canned,
+        paid: Option<&Canned>,
+    ) -> Result<Responder> {
         let port = free_port()?;
         let spec_file = ctx.dir.join(format!("{name}.json"));
         write_spec(&spec_file, unpaid, paid)?;
@@ -264,7 +269,12 @@ pub async fn paid_rows(
     min_requests: usize,
 ) -> Result<Vec<PaidRow>> {
     let quote = record(ctx, seller, Endpoint::Quote).await?;
-    ensure!(quote.status == 402, "{} did not quote: {}", seller.name, quote.body);
+    ensure!(
+        quote.status == 402,
+        "{} did not quote: {}",
+        seller.name,
+        quote.body
+    );
     let url = format!("{}{}", seller.base, seller.paid_path);
     let mut rows = Vec::new();
     let mut responder: Option<Responder> = None;
@@ -278,7 +288,16 @@ pub async fn paid_rows(
                 proxies.facilitator.take();
                 proxies.rpc.take();
                 let cursor = seller.log.as_ref().map(|l| LogCursor::at_end(l.clone()));
-                let run = paid::run(ctx.paths, &url, &seller.paid_body, c, n, &ctx.buyer_key, CLIENT_CPUS).await?;
+                let run = paid::run(
+                    ctx.paths,
+                    &url,
+                    &seller.paid_body,
+                    c,
+                    n,
+                    &ctx.buyer_key,
+                    CLIENT_CPUS,
+                )
+                .await?;
                 if run.settled != n as u64 {
                     eprintln!(
                         "bench: {} at concurrency {c}: {} of {n} settled, statuses {:?}, {:?}",
@@ -304,11 +323,31 @@ pub async fn paid_rows(
                 }
                 if responder.is_none() {
                     let paid = Canned::paid_of_size(run.body_bytes);
-                    responder = Some(Responder::start(ctx, "bench-responder-paid", &quote, Some(&paid)).await?);
+                    responder = Some(
+                        Responder::start(ctx, "bench-responder-paid", &quote, Some(&paid)).await?,
+                    );
                 }
-                let fake = format!("{}{}", responder.as_ref().map(|r| r.url.as_str()).unwrap_or_default(), seller.paid_path);
+                let fake = format!(
+                    "{}{}",
+                    responder
+                        .as_ref()
+                        .map(|r| r.url.as_str())
+                        .unwrap_or_default(),
+                    seller.paid_path
+                );
                 runs.push(run);
-                ceiling.push(paid::run(ctx.paths, &fake, &seller.paid_body, c, n, &ctx.buyer_key, CLIENT_CPUS).await?);
+                ceiling.push(
+                    paid::run(
+                        ctx.paths,
+                        &fake,
+                        &seller.paid_body,
+                        c,
+                        n,
+                        &ctx.buyer_key,
+                        CLIENT_CPUS,
+                    )
+                    .await?,
+                );
             }
             let per = |d: Duration| d / u32::try_from(settled.max(1)).unwrap_or(u32::MAX);
             rows.push(PaidRow {

@@ -120,7 +120,13 @@ impl PaidRow {
     }
 
     pub fn ceiling_rate(&self) -> Spread {
-        Spread::of(&self.ceiling.iter().map(PaidRun::per_sec).collect::<Vec<_>>())
+        Spread::of(
+            &self
+                .ceiling
+                .iter()
+                .map(PaidRun::per_sec)
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn pooled(runs: &[PaidRun]) -> PaidRun {
@@ -153,13 +159,28 @@ impl PaidRow {
         let generation = self.generation.unwrap_or_default();
         let seller = latency.saturating_sub(self.facilitator + generation + client);
         let mut parts = vec![
-            Part { name: "the chain", time: self.chain },
-            Part { name: "the facilitator", time: self.facilitator.saturating_sub(self.chain) },
-            Part { name: "the client", time: client },
-            Part { name: "the seller", time: seller },
+            Part {
+                name: "the chain",
+                time: self.chain,
+            },
+            Part {
+                name: "the facilitator",
+                time: self.facilitator.saturating_sub(self.chain),
+            },
+            Part {
+                name: "the client",
+                time: client,
+            },
+            Part {
+                name: "the seller",
+                time: seller,
+            },
         ];
         if self.generation.is_some() {
-            parts.push(Part { name: "generation", time: generation });
+            parts.push(Part {
+                name: "generation",
+                time: generation,
+            });
         }
         parts
     }
@@ -177,8 +198,15 @@ impl PaidRow {
             .parts()
             .into_iter()
             .max_by_key(|p| p.time)
-            .unwrap_or(Part { name: "?", time: Duration::ZERO });
-        format!("{} ({:.0}% of latency)", top.name, 100.0 * ratio(top.time, latency))
+            .unwrap_or(Part {
+                name: "?",
+                time: Duration::ZERO,
+            });
+        format!(
+            "{} ({:.0}% of latency)",
+            top.name,
+            100.0 * ratio(top.time, latency)
+        )
     }
 }
 
@@ -246,7 +274,10 @@ impl Report {
         if self.http.is_empty() {
             return;
         }
-        let _ = writeln!(s, "## HTTP path: our gateway beside the official x402 seller\n");
+        let _ = writeln!(
+            s,
+            "## HTTP path: our gateway beside the official x402 seller\n"
+        );
         let _ = writeln!(
             s,
             "Measured: requests/s and latency of `GET /health` (each server's own ceiling: no \
@@ -322,7 +353,10 @@ impl Report {
         if self.paid.is_empty() {
             return;
         }
-        let _ = writeln!(s, "## Paid requests end to end: our gateway beside the official x402 seller\n");
+        let _ = writeln!(
+            s,
+            "## Paid requests end to end: our gateway beside the official x402 seller\n"
+        );
         let _ = writeln!(
             s,
             "Measured: the official x402 v2 client pays each seller (402, sign an EIP-3009 \
@@ -341,7 +375,10 @@ impl Report {
             s,
             "| server | concurrency | paid requests/s | p50 | p99 | facilitator share | of which chain | generation share | client ceiling (paid/s) | ceiling / server | bound by | not settled |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|");
+        let _ = writeln!(
+            s,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+        );
         let mut notes = Vec::new();
         for row in &self.paid {
             let pooled = PaidRow::pooled(&row.runs);
@@ -365,7 +402,10 @@ impl Report {
                 {
                     let (failed, total, first) = row.failures();
                     if let Some(e) = first {
-                        notes.push(format!("{} at concurrency {}: {e}", row.server, row.concurrency));
+                        notes.push(format!(
+                            "{} at concurrency {}: {e}",
+                            row.server, row.concurrency
+                        ));
                     }
                     format!("{failed} of {total}")
                 },
@@ -373,7 +413,11 @@ impl Report {
         }
         s.push('\n');
         for n in notes {
-            let _ = writeln!(s, "- first failure, {}\n", n.replace('|', "/").replace('\n', " "));
+            let _ = writeln!(
+                s,
+                "- first failure, {}\n",
+                n.replace('|', "/").replace('\n', " ")
+            );
         }
     }
 
@@ -471,7 +515,12 @@ impl Report {
                     med(&|x| x.gateway_own()),
                 ),
             ] {
-                let _ = writeln!(s, "| {name} | {} | {:.0}% |", ms(d), 100.0 * ratio(d, total));
+                let _ = writeln!(
+                    s,
+                    "| {name} | {} | {:.0}% |",
+                    ms(d),
+                    100.0 * ratio(d, total)
+                );
             }
             let ours = med(&|x| x.agent_own() + x.gateway_own());
             let _ = writeln!(
@@ -575,7 +624,11 @@ mod tests {
     }
 
     fn http_row(server: &'static str, endpoint: Endpoint, rates: &[f64], ceiling: f64) -> HttpRow {
-        let status = if endpoint == Endpoint::Health { 200 } else { 402 };
+        let status = if endpoint == Endpoint::Health {
+            200
+        } else {
+            402
+        };
         let non_2xx = if status == 200 { 0 } else { 1000 };
         HttpRow {
             server,
@@ -590,7 +643,12 @@ mod tests {
     fn the_http_table_puts_the_ceiling_beside_each_figure_and_flags_a_low_one() {
         let r = Report {
             http: vec![
-                http_row("ours", Endpoint::Health, &[60_000.0, 65_000.0, 64_000.0], 100_000.0),
+                http_row(
+                    "ours",
+                    Endpoint::Health,
+                    &[60_000.0, 65_000.0, 64_000.0],
+                    100_000.0,
+                ),
                 http_row("ours", Endpoint::Quote, &[29_000.0], 100_000.0),
                 http_row("official", Endpoint::Health, &[10_000.0], 100_000.0),
                 http_row("official", Endpoint::Quote, &[5_000.0], 90_000.0),
@@ -598,10 +656,22 @@ mod tests {
             ..Report::default()
         };
         let out = r.render();
-        assert!(out.contains("| ours | GET /health -> 200 | 64,000 (60,000-65,000) |"), "{out}");
-        assert!(out.contains("| 1.00 | 100,000 | **1.6x: under 2x, the server figure is a floor** |"), "{out}");
-        assert!(out.contains("| 0.45 | 100,000 | 3.4x | none (all 402) |"), "{out}");
-        assert!(out.contains("ours / official: 6.4x on `/health`, 5.8x on the 402 path"), "{out}");
+        assert!(
+            out.contains("| ours | GET /health -> 200 | 64,000 (60,000-65,000) |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| 1.00 | 100,000 | **1.6x: under 2x, the server figure is a floor** |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| 0.45 | 100,000 | 3.4x | none (all 402) |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ours / official: 6.4x on `/health`, 5.8x on the 402 path"),
+            "{out}"
+        );
         assert!(out.contains("Not measured: the gateway's request log has no `proof_ms`"));
     }
 
@@ -627,10 +697,20 @@ mod tests {
         let seller = parts.iter().find(|p| p.name == "the seller").unwrap();
         assert_eq!(seller.time, Duration::from_millis(25));
         assert_eq!(row.bound(), "the facilitator (42% of latency)");
-        let starved = PaidRow { ceiling: vec![paid(150, 10)], ..row };
+        let starved = PaidRow {
+            ceiling: vec![paid(150, 10)],
+            ..row
+        };
         assert_eq!(starved.bound(), "the client (ceiling 1.5x)");
-        let out = Report { paid: vec![starved], ..Report::default() }.render();
-        assert!(out.contains("| ours | 8 | 100 | 100.0 ms | 100.0 ms | 60% | 18% | 5% | 150 |"), "{out}");
+        let out = Report {
+            paid: vec![starved],
+            ..Report::default()
+        }
+        .render();
+        assert!(
+            out.contains("| ours | 8 | 100 | 100.0 ms | 100.0 ms | 60% | 18% | 5% | 150 |"),
+            "{out}"
+        );
     }
 
     #[test]

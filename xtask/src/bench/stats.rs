@@ -90,7 +90,7 @@ pub fn thousands(x: f64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -115,10 +115,20 @@ mod tests {
     #[test]
     fn a_spread_is_the_median_and_range() {
         let s = Spread::of(&[3.0, 1.0, 2.0]);
-        assert_eq!(s, Spread { median: 2.0, min: 1.0, max: 3.0 });
+        assert_eq!(
+            s,
+            Spread {
+                median: 2.0,
+                min: 1.0,
+                max: 3.0
+            }
+        );
         assert_eq!(Spread::of(&[4.0, 1.0, 2.0, 3.0]).median, 2.5);
         assert_eq!(Spread::of(&[]), Spread::default());
-        assert_eq!(Spread::of(&[65_012.4, 64_000.0, 66_100.0]).rate(), "65,012 (64,000-66,100)");
+        assert_eq!(
+            Spread::of(&[65_012.4, 64_000.0, 66_100.0]).rate(),
+            "65,012 (64,000-66,100)"
+        );
         assert_eq!(Spread::of(&[31.42]).rate(), "31.4");
     }
 
