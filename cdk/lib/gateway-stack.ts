@@ -41,6 +41,8 @@ export class GatewayStack extends Stack {
         FACILITATOR_TIMEOUT_SECONDS: '8',
         // A claim whose invocation died frees after this (> the Lambda timeout).
         PAYMENT_LEASE_SECONDS: '60',
+        // A settled payment stays redeemable as long as its content is kept.
+        PAYMENT_RETENTION_DAYS: String(config.imageExpiryDays),
         ...(config.usdcContract ? { USDC_CONTRACT: config.usdcContract } : {}),
         ...(config.rpcUrl ? { RPC_URL: config.rpcUrl } : {}),
       },

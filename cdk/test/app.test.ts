@@ -255,6 +255,19 @@ describe('gateway', () => {
       },
     });
   });
+
+  it('keeps payment records as long as the results bucket keeps their content', () => {
+    const fns = Object.values(cdp.templates.gateway.findResources('AWS::Lambda::Function')) as any[];
+    const days = fns
+      .map((f) => f.Properties.Environment?.Variables?.PAYMENT_RETENTION_DAYS)
+      .find((d) => d !== undefined);
+    const buckets = Object.values(cdp.templates.gateway.findResources('AWS::S3::Bucket')) as any[];
+    const expiry = Math.max(
+      ...buckets.flatMap((b) => b.Properties.LifecycleConfiguration.Rules.map((r: any) => r.ExpirationInDays ?? 0)),
+    );
+    assert.ok(expiry > 0);
+    assert.ok(Number(days) >= expiry, `retention ${days} days < results expiry ${expiry} days`);
+  });
 });
 
 describe('storage', () => {

@@ -47,6 +47,13 @@ pub struct Config {
     pub lease: Duration,
     pub generation_timeout: Duration,
     pub facilitator_timeout: Duration,
+    /// How long payment records (and so the right to redeem a settled
+    /// payment) are kept: `PAYMENT_RETENTION_DAYS`, at least as long as the
+    /// results bucket keeps the content.
+    pub retention: Duration,
+    /// `SETTLEMENT_CONFIRMATIONS`: blocks on top of a reverted settlement
+    /// before its payment may be released.
+    pub confirmations: u64,
 }
 
 #[derive(Clone)]
@@ -215,6 +222,19 @@ impl Config {
         let lease = secs(&mut problems, "PAYMENT_LEASE_SECONDS", "120");
         let generation_timeout = secs(&mut problems, "GENERATION_TIMEOUT_SECONDS", "60");
         let facilitator_timeout = secs(&mut problems, "FACILITATOR_TIMEOUT_SECONDS", "30");
+        let retention_days: Option<u64> = num(
+            &mut problems,
+            "PAYMENT_RETENTION_DAYS",
+            parse("PAYMENT_RETENTION_DAYS", "30"),
+        );
+        if retention_days == Some(0) {
+            problems.push("PAYMENT_RETENTION_DAYS must be at least 1".into());
+        }
+        let confirmations: Option<u64> = num(
+            &mut problems,
+            "SETTLEMENT_CONFIRMATIONS",
+            parse("SETTLEMENT_CONFIRMATIONS", "0"),
+        );
         let host: Option<IpAddr> = num(
             &mut problems,
             "GATEWAY_HOST",
@@ -246,6 +266,8 @@ impl Config {
             lease,
             generation_timeout,
             facilitator_timeout,
+            retention: Duration::from_secs(retention_days.expect("checked") * 24 * 3600),
+            confirmations: confirmations.expect("checked"),
         })
     }
 }
@@ -276,6 +298,8 @@ mod tests {
         assert_eq!(c.facilitator_url, DEFAULT_FACILITATOR);
         assert!(matches!(c.backend, Backend::Bedrock { .. }));
         assert_eq!(c.prices, ImagePrices::default());
+        assert_eq!(c.retention, crate::app::DEFAULT_RETENTION);
+        assert_eq!(c.confirmations, 0);
     }
 
     #[test]

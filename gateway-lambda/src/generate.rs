@@ -45,8 +45,22 @@ pub enum GenerationError {
 pub trait Generator: Send + Sync {
     /// Nova Canvas `TEXT_IMAGE` (or the local stand-in).
     async fn image(&self, job: &ImageJob) -> Result<GeneratedImage, GenerationError>;
-    /// Nova 2 Lite text (Converse) for `/generate` with `model: "nova-llm"`.
+    /// Nova 2 Lite text (Converse) for `/generate` with `model: "nova-llm"`,
+    /// at most [`crate::pricing::TEXT_MAX_OUTPUT_TOKENS`] output tokens.
     async fn text(&self, prompt: &str) -> Result<String, GenerationError>;
+    /// Text of at most `max_output_tokens` output tokens: the gateway calls
+    /// this with the number of output tokens it priced, so it never serves
+    /// more than it charged for. A backend that calls a model must override
+    /// it (Bedrock passes it as `maxTokens`); the default is for backends
+    /// whose output is bounded anyway (the local one, test doubles).
+    async fn text_within(
+        &self,
+        prompt: &str,
+        max_output_tokens: u64,
+    ) -> Result<String, GenerationError> {
+        let _ = max_output_tokens;
+        self.text(prompt).await
+    }
     /// Input tokens of `prompt` as Bedrock `CountTokens` counts them, used to
     /// price `nova-llm` before anything is generated.
     async fn count_input_tokens(&self, prompt: &str) -> Result<u64, GenerationError>;

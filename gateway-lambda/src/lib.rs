@@ -1,14 +1,23 @@
 //! The x402 seller gateway: seller-set prices, verify -> generate -> settle,
-//! nothing lost. See [`app`] for the paid flow and [`store`] for the payment
-//! state machine.
+//! nothing lost, nothing delivered without proof of payment. [`app`] is the
+//! HTTP edge, [`flow`] the paid flow, and its rules are pure functions with
+//! table tests: [`payment`] (does this header pay for this request),
+//! [`claim`] (claim or replay), [`reservation`] (one balance, one
+//! generation), [`settlement`] (proof of payment, when to release);
+//! [`store`] draws the payment state machine.
 
 pub mod app;
 pub mod aws;
 pub mod chain;
+pub mod claim;
 pub mod config;
+pub mod error;
+pub mod flow;
 pub mod generate;
 pub mod payment;
 pub mod pricing;
+pub mod reservation;
+pub mod settlement;
 pub mod store;
 pub mod wiring;
 

@@ -146,6 +146,9 @@ pub struct CheckedPayment {
     pub payer: Address,
     pub nonce: B256,
     pub amount: Usdc,
+    /// The authorization's window, unix seconds.
+    pub valid_after: u64,
+    pub valid_before: u64,
 }
 
 impl CheckedPayment {
@@ -222,14 +225,46 @@ pub fn decode(header: &str) -> Result<PaymentPayload, Refusal> {
     })
 }
 
-/// Checks a decoded payment against `offered`, at unix time `now`: version,
-/// scheme, network, asset, payee, amount, time window, and that the signature
-/// is the payer's over exactly these terms.
+/// Checks a decoded payment against `offered`, at unix time `now`:
+/// [`check_terms`], then [`check_window`].
 pub fn check_payload(
     payload: PaymentPayload,
     seller: &Seller,
     offered: &Offered,
     now: u64,
+) -> Result<CheckedPayment, Refusal> {
+    let p = check_terms(payload, seller, offered)?;
+    check_window(&p, now)?;
+    Ok(p)
+}
+
+/// Whether `p`'s authorization can still be settled at unix time `now` (with
+/// [`MIN_VALIDITY_SECS`] to spare). Checked only for a payment that needs a
+/// new claim: a payment already settled is looked up first and replayed
+/// whatever the time (see [`crate::claim`]).
+pub fn check_window(p: &CheckedPayment, now: u64) -> Result<(), Refusal> {
+    if p.valid_before < now.saturating_add(MIN_VALIDITY_SECS) {
+        return Err(refused(
+            "authorization_expired",
+            format!("authorization expired (validBefore {})", p.valid_before),
+        ));
+    }
+    if p.valid_after > now {
+        return Err(refused(
+            "authorization_not_yet_valid",
+            format!("authorization is not valid yet (validAfter {})", p.valid_after),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks everything about a decoded payment that does not change with
+/// time: version, scheme, network, asset, payee, amount, and that the
+/// signature is the payer's over exactly these terms.
+pub fn check_terms(
+    payload: PaymentPayload,
+    seller: &Seller,
+    offered: &Offered,
 ) -> Result<CheckedPayment, Refusal> {
     let requirements = match &payload {
         PaymentPayload::V1(p) => {
@@ -330,21 +365,6 @@ pub fn check_payload(
             ),
         ));
     }
-    if auth.valid_before < U256::from(now.saturating_add(MIN_VALIDITY_SECS)) {
-        return Err(refused(
-            "authorization_expired",
-            format!("authorization expired (validBefore {})", auth.valid_before),
-        ));
-    }
-    if auth.valid_after > U256::from(now) {
-        return Err(refused(
-            "authorization_not_yet_valid",
-            format!(
-                "authorization is not valid yet (validAfter {})",
-                auth.valid_after
-            ),
-        ));
-    }
     match auth.recover_signer(&seller.domain(), &exact.signature) {
         Some(signer) if signer == auth.from => {}
         _ => {
@@ -354,11 +374,15 @@ pub fn check_payload(
             ));
         }
     }
+    // Out-of-range times saturate: u64 seconds outlast the chain.
+    let secs = |v: U256| u64::try_from(v).unwrap_or(u64::MAX);
     Ok(CheckedPayment {
         requirements,
         payer: auth.from,
         nonce: auth.nonce,
         amount: offered.price,
+        valid_after: secs(auth.valid_after),
+        valid_before: secs(auth.valid_before),
         payload,
     })
 }

@@ -5,12 +5,21 @@
 //! usable once on chain). Its record moves through:
 //!
 //! ```text
-//!   (none) ──claim──▶ InFlight ──content kept──▶ Settling ──settled──▶ Settled
-//!      ▲                 │                           │
-//!      └──release────────┘ (verify or generation     └─ outcome unknown: stays
-//!          failed: the same payment may be retried)     Settling; the next try
-//!                                                       asks the chain first
+//!   (none) ──claim──▶ InFlight ──content kept──▶ Settling ──proof──▶ Settled
+//!      ▲                 │                        │  │
+//!      ├──release────────┘ (verify or generation  │  └─ nonce used, not paid
+//!      │                    failed: the payment   │     to us ──▶ Refused (final)
+//!      │                    may be retried)       │
+//!      └──release─────────────────────────────────┘ only when no money can move:
+//!                    validBefore passed, or the known transaction reverted
+//!                    (final) with the nonce unused; otherwise it stays
+//!                    Settling and the next try asks the chain first
 //! ```
+//!
+//! `Settled` and `Refused` are final and kept for the retention period
+//! (`PAYMENT_RETENTION_DAYS`, at least as long as the results bucket keeps
+//! the content): a settled payment presented again, even after its
+//! `validBefore`, gets its content again.
 //!
 //! Each transition is a compare-and-set on the record's `version`, so two
 //! requests carrying one payment can never both proceed: in DynamoDB a
@@ -28,6 +37,8 @@
 use std::path::{Path, PathBuf};
 
 use alloy::primitives::{Address, B256};
+
+use crate::reservation::Reservations;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use x402::wire::SettleResponse;
@@ -56,11 +67,21 @@ pub enum PaymentState {
     Settling {
         result_key: String,
         lease_until: u64,
+        /// The settlement transaction the facilitator named, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tx: Option<String>,
     },
     /// Settled on chain; `result_key` holds what was sold.
     Settled {
         result_key: String,
         settlement: SettleResponse,
+    },
+    /// The nonce was used on chain without paying us (canceled, or spent by
+    /// another transfer): this payment can never pay. Final.
+    Refused {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tx: Option<String>,
     },
 }
 
@@ -83,7 +104,7 @@ impl PaymentRecord {
             PaymentState::InFlight { lease_until } | PaymentState::Settling { lease_until, .. } => {
                 *lease_until <= now
             }
-            PaymentState::Settled { .. } => false,
+            PaymentState::Settled { .. } | PaymentState::Refused { .. } => false,
         }
     }
 }
@@ -110,6 +131,23 @@ pub trait PaymentStore: Send + Sync {
     async fn delete_if(&self, key: &PaymentKey, expected: u64) -> Result<bool, StoreError>;
 }
 
+/// Per-payer reservations ([`crate::reservation`]). Implementations:
+/// [`FileStore`] (local), DynamoDB (`aws`, an item per payer in the payments
+/// table).
+#[async_trait]
+pub trait ReservationStore: Send + Sync {
+    /// The payer's reservations; empty with version 0 if there are none.
+    async fn reservations(&self, payer: Address) -> Result<Reservations, StoreError>;
+    /// Writes `next` if the stored version is `expected` (0: none stored).
+    /// `Ok(false)` when someone else wrote first.
+    async fn put_reservations_if(
+        &self,
+        payer: Address,
+        expected: u64,
+        next: &Reservations,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Paid content, by key. Implementations: [`FileStore`] (local), S3 (`aws`).
 #[async_trait]
 pub trait ResultStore: Send + Sync {
@@ -118,7 +156,7 @@ pub trait ResultStore: Send + Sync {
 }
 
 /// Payment records and results as files under one directory (`RESULTS_DIR`):
-/// `payments/<id>.json` and `results/<key>`. Writes go to a temporary file
+/// `payments/<id>.json`, `reservations/<payer>.json` and `results/<key>`. Writes go to a temporary file
 /// renamed into place, so a crash never leaves half a record; a first claim
 /// is an exclusive create. One gateway process per directory.
 pub struct FileStore {
@@ -129,7 +167,7 @@ pub struct FileStore {
 impl FileStore {
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        for sub in ["payments", "results"] {
+        for sub in ["payments", "results", "reservations"] {
             std::fs::create_dir_all(root.join(sub))
                 .map_err(|e| StoreError(format!("{}: {e}", root.join(sub).display())))?;
         }
@@ -199,29 +237,7 @@ impl PaymentStore for FileStore {
             return Ok(false);
         }
         let bytes = serde_json::to_vec(record).expect("records serialise");
-        if expected.is_none() {
-            // Exclusive create: the conditional insert.
-            use tokio::io::AsyncWriteExt as _;
-            let mut f = match tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .await
-            {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-                Err(e) => return Err(StoreError(format!("{}: {e}", path.display()))),
-            };
-            f.write_all(&bytes)
-                .await
-                .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
-            f.sync_all()
-                .await
-                .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
-            return Ok(true);
-        }
-        write_atomically(&path, &bytes).await?;
-        Ok(true)
+        write_versioned(&path, expected.is_none(), &bytes).await
     }
 
     async fn delete_if(&self, key: &PaymentKey, expected: u64) -> Result<bool, StoreError> {
@@ -235,6 +251,75 @@ impl PaymentStore for FileStore {
                 Ok(true)
             }
             _ => Ok(false),
+        }
+    }
+}
+
+/// Writes `bytes` at `path` (the caller holds the lock and checked the
+/// version): an exclusive create when nothing may exist yet, else an atomic
+/// replace. `Ok(false)` if a first write finds the file there.
+async fn write_versioned(path: &Path, create: bool, bytes: &[u8]) -> Result<bool, StoreError> {
+    if create {
+        // Exclusive create: the conditional insert.
+        use tokio::io::AsyncWriteExt as _;
+        let mut f = match tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(StoreError(format!("{}: {e}", path.display()))),
+        };
+        f.write_all(bytes)
+            .await
+            .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        f.sync_all()
+            .await
+            .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        return Ok(true);
+    }
+    write_atomically(path, bytes).await?;
+    Ok(true)
+}
+
+#[async_trait]
+impl ReservationStore for FileStore {
+    async fn reservations(&self, payer: Address) -> Result<Reservations, StoreError> {
+        let _g = self.lock.lock().await;
+        self.read_reservations(payer).await
+    }
+
+    async fn put_reservations_if(
+        &self,
+        payer: Address,
+        expected: u64,
+        next: &Reservations,
+    ) -> Result<bool, StoreError> {
+        let _g = self.lock.lock().await;
+        if self.read_reservations(payer).await?.version != expected {
+            return Ok(false);
+        }
+        let bytes = serde_json::to_vec(next).expect("reservations serialise");
+        write_versioned(&self.reservations_path(payer), expected == 0, &bytes).await
+    }
+}
+
+impl FileStore {
+    fn reservations_path(&self, payer: Address) -> PathBuf {
+        self.root
+            .join("reservations")
+            .join(format!("{payer:#x}.json"))
+    }
+
+    async fn read_reservations(&self, payer: Address) -> Result<Reservations, StoreError> {
+        let path = self.reservations_path(payer);
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Reservations::default()),
+            Err(e) => Err(StoreError(format!("{}: {e}", path.display()))),
         }
     }
 }
@@ -291,6 +376,7 @@ mod tests {
             PaymentState::Settling {
                 result_key: "r".into(),
                 lease_until: 20,
+                tx: None,
             },
         );
         assert!(
@@ -330,6 +416,31 @@ mod tests {
             wins += usize::from(t.await.unwrap());
         }
         assert_eq!(wins, 1);
+    }
+
+    #[tokio::test]
+    async fn reservations_are_compare_and_set_per_payer() {
+        let s = FileStore::new(tempdir()).unwrap();
+        let payer = Address::repeat_byte(2);
+        assert_eq!(s.reservations(payer).await.unwrap(), Reservations::default());
+        let v1 = Reservations {
+            entries: vec![],
+            version: 1,
+        };
+        assert!(s.put_reservations_if(payer, 0, &v1).await.unwrap());
+        assert!(!s.put_reservations_if(payer, 0, &v1).await.unwrap(), "created once");
+        let v2 = Reservations {
+            entries: vec![],
+            version: 2,
+        };
+        assert!(!s.put_reservations_if(payer, 7, &v2).await.unwrap(), "stale");
+        assert!(s.put_reservations_if(payer, 1, &v2).await.unwrap());
+        assert_eq!(s.reservations(payer).await.unwrap(), v2);
+        assert_eq!(
+            s.reservations(Address::repeat_byte(3)).await.unwrap().version,
+            0,
+            "per payer"
+        );
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use crate::{
     config::{Backend, CdpKey, Config, SecretSource, Storage},
     generate::{Generator, LocalGenerator},
     payment::Seller,
-    store::{FileStore, PaymentStore, ResultStore},
+    store::{FileStore, PaymentStore, ReservationStore, ResultStore},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -72,18 +72,25 @@ pub async fn state(cfg: &Config) -> Result<AppState, WiringError> {
             lite_model.clone(),
         )),
     };
-    let (payments, results): (Arc<dyn PaymentStore>, Arc<dyn ResultStore>) = match &cfg.storage {
+    type Stores = (
+        Arc<dyn PaymentStore>,
+        Arc<dyn ReservationStore>,
+        Arc<dyn ResultStore>,
+    );
+    let (payments, reservations, results): Stores = match &cfg.storage {
         Storage::Dir(dir) => {
             let store = Arc::new(FileStore::new(dir).map_err(|e| WiringError(e.to_string()))?);
-            (store.clone(), store)
+            (store.clone(), store.clone(), store)
         }
         Storage::Aws { table, bucket } => {
             let aws = aws.as_ref().expect("loaded for aws storage");
+            let dynamo = Arc::new(crate::aws::dynamo::DynamoPaymentStore::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                table.clone(),
+            ));
             (
-                Arc::new(crate::aws::dynamo::DynamoPaymentStore::new(
-                    aws_sdk_dynamodb::Client::new(aws),
-                    table.clone(),
-                )),
+                dynamo.clone(),
+                dynamo,
                 Arc::new(crate::aws::s3::S3ResultStore::new(
                     // A local S3 (AWS_ENDPOINT_URL, e.g. moto) needs path-style URLs.
                     aws_sdk_s3::Client::from_conf(
@@ -102,6 +109,7 @@ pub async fn state(cfg: &Config) -> Result<AppState, WiringError> {
         facilitator: Arc::new(facilitator),
         generator,
         payments,
+        reservations,
         results,
         chain: Arc::new(
             RpcChain::new(&cfg.rpc_url, cfg.seller.asset)
@@ -110,13 +118,16 @@ pub async fn state(cfg: &Config) -> Result<AppState, WiringError> {
         public_url: cfg.public_url.clone(),
         lease: cfg.lease,
         generation_timeout: cfg.generation_timeout,
+        retention: cfg.retention,
+        confirmations: cfg.confirmations,
     })
 }
 
 /// The gateway with file stores under `dir` and the chain at `rpc_url`: the
 /// local composition, for development, tests and benchmarks. Defaults: the
-/// published price list, a 120 s lease, a 60 s generation timeout; the
-/// fields are public to override.
+/// published price list, a 120 s lease, a 60 s generation timeout, 30 days'
+/// retention, a reverted settlement final once mined; the fields are public
+/// to override.
 pub fn local_state(
     seller: Seller,
     facilitator: Arc<dyn Facilitator>,
@@ -134,9 +145,12 @@ pub fn local_state(
         facilitator,
         generator,
         payments: store.clone(),
+        reservations: store.clone(),
         results: store,
         public_url: None,
         lease: std::time::Duration::from_secs(120),
         generation_timeout: std::time::Duration::from_secs(60),
+        retention: crate::app::DEFAULT_RETENTION,
+        confirmations: 0,
     })
 }

@@ -218,3 +218,18 @@ async fn nova_lite_text_and_token_counts() {
     ));
     assert_eq!(g.count_input_tokens("0123456789").await.unwrap(), 4);
 }
+
+#[tokio::test]
+async fn nova_lite_is_called_with_the_output_tokens_priced() {
+    let (s, g) = standin().await;
+    let priced = gateway_lambda::pricing::text_output_estimate(40);
+    g.text_within("Explain x402", priced).await.unwrap();
+    // Never above the cap, whatever the caller asks.
+    g.text_within("Explain x402", 1_000_000).await.unwrap();
+    let seen = s.seen.lock().unwrap().clone();
+    assert_eq!(seen[0].1["inferenceConfig"]["maxTokens"], priced);
+    assert_eq!(
+        seen[1].1["inferenceConfig"]["maxTokens"],
+        gateway_lambda::pricing::TEXT_MAX_OUTPUT_TOKENS
+    );
+}

@@ -116,6 +116,16 @@ impl Generator for BedrockGenerator {
     }
 
     async fn text(&self, prompt: &str) -> Result<String, GenerationError> {
+        self.text_within(prompt, TEXT_MAX_OUTPUT_TOKENS).await
+    }
+
+    async fn text_within(
+        &self,
+        prompt: &str,
+        max_output_tokens: u64,
+    ) -> Result<String, GenerationError> {
+        let max_tokens = i32::try_from(max_output_tokens.min(TEXT_MAX_OUTPUT_TOKENS))
+            .expect("bounded by the cap");
         let out = self
             .client
             .converse()
@@ -123,7 +133,7 @@ impl Generator for BedrockGenerator {
             .messages(user(prompt)?)
             .inference_config(
                 InferenceConfiguration::builder()
-                    .max_tokens(i32::try_from(TEXT_MAX_OUTPUT_TOKENS).expect("small"))
+                    .max_tokens(max_tokens)
                     .build(),
             )
             .send()

@@ -6,11 +6,22 @@
 //! (N) the compare-and-set token; `expiresAt` (N) the TTL attribute. Every
 //! transition is one conditional write: `attribute_not_exists(pk)` for a
 //! first claim, `version = :v` afterwards. Reads are strongly consistent.
+//!
+//! The same table holds each payer's in-flight reservations
+//! ([`crate::reservation`]) as one item, `pk` = `reservations-0x<payer>`
+//! (payment keys start with `0x`, so the two never meet), `record` the JSON
+//! [`Reservations`], changed by the same conditional writes on `version`;
+//! its `expiresAt` is a day after the latest entry lapses.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{Client, error::ProvideErrorMetadata, types::AttributeValue};
 
-use crate::store::{PaymentKey, PaymentRecord, PaymentStore, StoreError};
+use alloy::primitives::Address;
+
+use crate::{
+    reservation::Reservations,
+    store::{PaymentKey, PaymentRecord, PaymentStore, ReservationStore, StoreError},
+};
 
 pub struct DynamoPaymentStore {
     client: Client,
@@ -109,6 +120,73 @@ impl PaymentStore for DynamoPaymentStore {
             .send()
             .await
         {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let e = e.into_service_error();
+                if is_condition_failure(&e) {
+                    Ok(false)
+                } else {
+                    Err(err(&e))
+                }
+            }
+        }
+    }
+}
+
+fn reservations_key(payer: Address) -> String {
+    format!("reservations-{payer:#x}")
+}
+
+#[async_trait]
+impl ReservationStore for DynamoPaymentStore {
+    async fn reservations(&self, payer: Address) -> Result<Reservations, StoreError> {
+        let pk = reservations_key(payer);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| err(&e.into_service_error()))?;
+        let Some(item) = out.item() else {
+            return Ok(Reservations::default());
+        };
+        let json = item
+            .get("record")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| StoreError(format!("item {pk} has no record")))?;
+        serde_json::from_str(json).map_err(|e| StoreError(format!("item {pk}: {e}")))
+    }
+
+    async fn put_reservations_if(
+        &self,
+        payer: Address,
+        expected: u64,
+        next: &Reservations,
+    ) -> Result<bool, StoreError> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(reservations_key(payer)))
+            .item(
+                "record",
+                AttributeValue::S(serde_json::to_string(next).expect("reservations serialise")),
+            )
+            .item("version", AttributeValue::N(next.version.to_string()))
+            .item(
+                "expiresAt",
+                AttributeValue::N(next.last_until().saturating_add(24 * 3600).to_string()),
+            );
+        put = if expected == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("version = :v")
+                .expression_attribute_values(":v", AttributeValue::N(expected.to_string()))
+        };
+        match put.send().await {
             Ok(_) => Ok(true),
             Err(e) => {
                 let e = e.into_service_error();

@@ -2,6 +2,8 @@
 //! official x402 facilitator. Money moves for real; each test has its own
 //! fresh buyer wallet and asserts the chain.
 
+mod adversarial;
+mod chain;
 mod faults;
 mod hostile;
 mod interop;

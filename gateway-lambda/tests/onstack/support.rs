@@ -31,6 +31,9 @@ pub struct Options {
     pub generator: Option<Arc<dyn Generator>>,
     pub dir: Option<PathBuf>,
     pub lease: Duration,
+    /// A payee of the test's own (default: the stack's seller wallet, which
+    /// other tests pay concurrently), so its balance can be asserted exactly.
+    pub pay_to: Option<Address>,
 }
 
 impl Default for Options {
@@ -40,6 +43,7 @@ impl Default for Options {
             generator: None,
             dir: None,
             lease: Duration::from_secs(120),
+            pay_to: None,
         }
     }
 }
@@ -76,8 +80,12 @@ fn uuid() -> String {
 impl Gateway {
     pub async fn start(stack: &testkit::Stack, opts: Options) -> Gateway {
         let dir = opts.dir.unwrap_or_else(temp_dir);
+        let mut seller = seller(stack);
+        if let Some(pay_to) = opts.pay_to {
+            seller.pay_to = pay_to;
+        }
         let mut state = local_state(
-            seller(stack),
+            seller,
             opts.facilitator
                 .unwrap_or_else(|| Arc::new(stack.facilitator())),
             opts.generator.unwrap_or_else(|| Arc::new(LocalGenerator)),
