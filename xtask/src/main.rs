@@ -59,7 +59,7 @@ enum Cmd {
         /// Seconds of warm-up before each HTTP figure.
         #[arg(long, default_value_t = 2)]
         warmup_secs: u64,
-        /// Paid requests per run (at least 4 per concurrent client).
+        /// Paid requests per run (at least 2 per concurrent client).
         #[arg(long, default_value_t = 16)]
         paid_requests: usize,
         /// Concurrencies of the paid comparison.

@@ -68,7 +68,7 @@ pub struct BenchOptions {
     /// Seconds per `wrk` run, and of warm-up before each figure.
     pub http_secs: u64,
     pub warmup_secs: u64,
-    /// Paid requests per run (at least 4 per concurrent client).
+    /// Paid requests per run (at least 2 per concurrent client).
     pub paid_requests: usize,
     /// Concurrencies of the paid comparison.
     pub concurrencies: Vec<usize>,
@@ -226,6 +226,7 @@ async fn measure(
             http_secs: opts.http_secs,
             runs: opts.repeats,
             warmup_secs: opts.warmup_secs,
+            paid_requests: opts.paid_requests,
             nice: None,
         },
         ..Report::default()

@@ -280,7 +280,7 @@ pub async fn paid_rows(
     let mut responder: Option<Responder> = None;
     let result = async {
         for &c in concurrencies {
-            let n = min_requests.max(4 * c);
+            let n = min_requests.max(2 * c);
             let (mut runs, mut ceiling) = (Vec::new(), Vec::new());
             let (mut fac, mut chain, mut settled) = (Duration::ZERO, Duration::ZERO, 0u64);
             let mut gen_ms = Vec::new();

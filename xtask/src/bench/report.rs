@@ -25,6 +25,8 @@ pub struct Meta {
     pub http_secs: u64,
     pub runs: usize,
     pub warmup_secs: u64,
+    /// Paid requests per run (at least two per concurrent client).
+    pub paid_requests: usize,
     /// The niceness servers, clients, the facilitator and Anvil ran at
     /// (`None`: the default; raising priority was not allowed).
     pub nice: Option<i32>,
@@ -369,7 +371,12 @@ impl Report {
              (the chain's part included), chain = the facilitator's JSON-RPC calls to Anvil as \
              a second proxy saw them, client = the client's mean latency against the canned \
              responder. Bound by = the largest part (or the client, when its ceiling is under \
-             {CEILING_FACTOR:.0}x).\n"
+             {CEILING_FACTOR:.0}x). Each figure: {} runs of max({}, 2 x concurrency) paid requests, \
+             each run after {} warm-up payments that are not counted; rates are the median and \
+             range of the runs, latencies pooled over them.\n",
+            self.meta.runs,
+            self.meta.paid_requests,
+            super::paid::WARMUP,
         );
         let _ = writeln!(
             s,
