@@ -216,6 +216,10 @@ async fn measure(
     let mut r = Report {
         meta: Meta {
             date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"], &paths.root),
+            command: std::iter::once("cargo xtask".to_owned())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" "),
             commit: command_line("git", &["rev-parse", "--short", "HEAD"], &paths.root),
             build: if opts.debug { "debug" } else { "release" },
             machine: machine(),

@@ -14,6 +14,8 @@ use super::{
 #[derive(Default)]
 pub struct Meta {
     pub date: String,
+    /// The exact command line of this run.
+    pub command: String,
     pub commit: String,
     pub build: &'static str,
     pub machine: String,
@@ -245,8 +247,8 @@ impl Report {
              machine was shared with other work during the run, so absolute figures are noisy; the \
              ratios to a same-run baseline (the server's own `/health`, the client's ceiling, a \
              no-op process) are what carries over.\n\n\
-             Reproduce: `cargo xtask bench` (options: `--runs`, `--http-secs`, `--load`, \
-             `--debug`; `cargo xtask bench --help`).\n",
+             This run: `{}`. Reproduce: `cargo xtask bench` (options: `--repeats`, \
+             `--http-secs`, `--concurrency`, `--load`, `--debug`; `cargo xtask bench --help`).\n",
             m.date,
             m.commit,
             m.build,
@@ -269,6 +271,7 @@ impl Report {
                      the other work disturbs them less"
                 ),
             ),
+            m.command,
         );
     }
 
