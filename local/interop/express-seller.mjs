@@ -6,6 +6,8 @@ import express from "express";
 
 const app = express();
 app.use(express.json());
+// Free: the benchmarks' measure of this server's own ceiling.
+app.get("/health", (req, res) => res.json({ status: "ok" }));
 
 if ((process.env.VERSION ?? "v2") === "v1") {
   const { paymentMiddleware } = await import("x402-express");

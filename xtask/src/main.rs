@@ -37,27 +37,52 @@ enum Cmd {
         #[arg(long)]
         chat: bool,
     },
-    /// Benchmarks on the local stack (release build): prints a table and
-    /// writes BENCHMARKS.md.
+    /// Benchmarks on the local stack (release build), ours beside the
+    /// official x402 seller: prints the tables and writes BENCHMARKS.md.
+    /// Installs `wrk` from Debian when it is missing.
     Bench {
-        /// Sequential paid images for the latency split.
+        /// Sequential paid images through the agent for the latency split.
         #[arg(long, default_value_t = 10)]
         runs: usize,
-        /// Concurrent sessions in the load test.
+        /// Concurrent sessions through the agent.
         #[arg(long, default_value_t = 100)]
         load: usize,
         /// Start-up samples per binary.
         #[arg(long, default_value_t = 10)]
         startups: usize,
-        /// Seconds of load on each gateway endpoint.
+        /// Runs per HTTP and paid figure (the median and range are reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Seconds per wrk run.
         #[arg(long, default_value_t = 5)]
-        gateway_secs: u64,
+        http_secs: u64,
+        /// Seconds of warm-up before each HTTP figure.
+        #[arg(long, default_value_t = 2)]
+        warmup_secs: u64,
+        /// Paid requests per run (at least 2 per concurrent client).
+        #[arg(long, default_value_t = 16)]
+        paid_requests: usize,
+        /// Concurrencies of the paid comparison.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        concurrency: Vec<usize>,
         /// Use the debug build (quicker to build, slower to run).
         #[arg(long)]
         debug: bool,
+        /// Run the gateway and agent binaries already built (no `cargo build`).
+        #[arg(long)]
+        no_build: bool,
         /// Report file.
         #[arg(long, default_value = "BENCHMARKS.md")]
         out: std::path::PathBuf,
+    },
+    /// (Used by `bench`.) Replays a recorded response: the load client's
+    /// ceiling is measured against it.
+    #[command(hide = true)]
+    BenchResponder {
+        #[arg(long)]
+        spec: std::path::PathBuf,
+        #[arg(long)]
+        port: u16,
     },
 }
 
@@ -79,16 +104,26 @@ async fn main() -> Result<()> {
             runs,
             load,
             startups,
-            gateway_secs,
+            repeats,
+            http_secs,
+            warmup_secs,
+            paid_requests,
+            concurrency,
             debug,
+            no_build,
             out,
         } => {
             let opts = xtask::bench::BenchOptions {
                 runs,
                 load,
                 startups,
-                gateway_secs,
+                repeats,
+                http_secs,
+                warmup_secs,
+                paid_requests,
+                concurrencies: concurrency,
                 debug,
+                no_build,
                 out: paths.root.join(out),
             };
             tokio::select! {
@@ -96,6 +131,7 @@ async fn main() -> Result<()> {
                 () = stack::shutdown_signal() => anyhow::bail!("interrupted"),
             }
         }
+        Cmd::BenchResponder { spec, port } => xtask::bench::responder::serve(&spec, port).await,
         Cmd::Test => {
             tokio::select! {
                 r = xtask::test::run(&paths) => r,

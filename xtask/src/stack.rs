@@ -495,6 +495,15 @@ impl RunningStack {
         }
     }
 
+    /// The process id of a service this stack started (by name), e.g. to pin
+    /// it to a core.
+    pub fn service_pid(&self, name: &str) -> Option<i32> {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .map(Service::pid)
+    }
+
     /// The `KEY=VALUE` pairs written to `stack.env`.
     pub fn env(&self) -> &[(String, String)] {
         &self.env

@@ -1,69 +1,106 @@
 //! `cargo xtask bench`: figures for the whole product on the local stack,
-//! printed as a table and written to `BENCHMARKS.md`.
+//! beside the peers a user would pick instead, printed and written to
+//! `BENCHMARKS.md`.
 //!
 //! Everything runs the release build (what ships) against the real local
-//! peers. Each figure comes with a baseline measured in the same run, so the
-//! numbers say something on any machine:
+//! peers, and every figure has a same-run baseline, so the numbers say
+//! something on any machine:
 //!
-//! - **start-up**: process start to the first healthy `/ping` (agent) and
-//!   `/health` (gateway), against spawning a no-op process; idle resident
-//!   memory; binary sizes.
-//! - **one paid image**: the client's end-to-end time, split with timing
-//!   proxies (agent -> gateway, gateway -> facilitator) into the agent's own
-//!   time, the quote, facilitator verify, settle (facilitator + chain), and
-//!   the gateway's own time including generation.
-//! - **model calls and tokens per paid image**, from the agent's
-//!   `output.usage`, for the within-budget path and the consent path.
-//! - **load**: N concurrent sessions buying one image each: successes,
-//!   settlements on chain (must equal successes), p50/p99, throughput.
-//! - **gateway**: requests/s of the 402 quote path against `GET /health` on
-//!   the same server (the HTTP floor).
+//! - **HTTP path** (`peers`): our gateway and the official `@x402/express`
+//!   seller, each pinned to one core with `wrk` on the other: `/health`
+//!   (the server's own ceiling) and the unpaid request -> 402.
+//! - **paid requests** (`peers`, `paid`): both sellers paid by the official
+//!   x402 client at concurrency 1, 8, 32, with the facilitator's and the
+//!   chain's share and what bounds the figure.
+//! - **the client's own ceiling** beside every server figure (`responder`).
+//! - **the proof-of-payment lookup** (`proof_ms` on the gateway's log).
+//! - **the agent** (`agent`): start-up to a healthy `/ping`, idle memory,
+//!   one paid image split by timing proxies at concurrency 1, and N
+//!   sessions at once with the agent's memory sampled; model calls and
+//!   tokens per paid image.
+//!
+//! Files: `wrk.rs` (the HTTP client, its install and its output), `paid.rs`
+//! (the paying client), `responder.rs` (the client-ceiling stand-in),
+//! `timing_proxy.rs`, `stats.rs`, `report.rs` (the tables, pure).
 
+mod agent;
+mod paid;
+mod peers;
+mod report;
+pub mod responder;
+mod stats;
 mod timing_proxy;
+mod wrk;
 
 use std::{
-    fmt::Write as _,
-    path::PathBuf,
-    sync::Arc,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, anyhow, ensure};
-use serde_json::{Value, json};
-use timing_proxy::{Timing, TimingProxy};
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use serde_json::json;
+use timing_proxy::TimingProxy;
 
+use self::{
+    agent::{LoadFigures, Split, Usage},
+    peers::{Ctx, Endpoint, Proxies, SERVER_CPUS, Seller},
+    report::{Meta, ProofFigure, Report, StartupFigures},
+    stats::percentile,
+};
 use crate::{
-    Paths,
+    Paths, accounts,
     chain::Rpc,
-    proc::free_port,
+    proc::{Probe, Service, ServiceSpec, free_port},
     setup,
-    stack::{self, AGENT, App, GATEWAY, RunningStack, StackOptions},
+    stack::{self, AGENT, GATEWAY, RunningStack, StackOptions},
 };
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Sequential paid images for the latency split.
+    /// Sequential paid images through the agent for the latency split.
     pub runs: usize,
-    /// Concurrent sessions in the load test.
+    /// Concurrent sessions through the agent.
     pub load: usize,
     /// Start-up samples.
     pub startups: usize,
-    /// Seconds of load on each gateway endpoint.
-    pub gateway_secs: u64,
+    /// Runs per HTTP and paid figure (median and range reported).
+    pub repeats: usize,
+    /// Seconds per `wrk` run, and of warm-up before each figure.
+    pub http_secs: u64,
+    pub warmup_secs: u64,
+    /// Paid requests per run (at least 2 per concurrent client).
+    pub paid_requests: usize,
+    /// Concurrencies of the paid comparison.
+    pub concurrencies: Vec<usize>,
     /// Run the debug build instead of release (quicker to build; slower).
     pub debug: bool,
+    /// Run the binaries already built, without `cargo build` first.
+    pub no_build: bool,
     /// Where to write the report.
     pub out: PathBuf,
 }
 
 pub async fn run(paths: &Paths, opts: &BenchOptions) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    ensure!(
+        cores >= 2,
+        "the bench pins the server and its client to different cores; this machine has {cores}"
+    );
     setup::run(paths).await?;
+    let wrk = tokio::task::spawn_blocking(wrk::ensure_installed).await??;
     let release = !opts.debug;
     println!(
-        "bench: building the apps ({})",
+        "bench: {} the apps ({})",
+        if opts.no_build {
+            "not building"
+        } else {
+            "building"
+        },
         if release { "release" } else { "debug" }
     );
-    stack::build_apps(paths, release).await?;
+    if !opts.no_build {
+        stack::build_apps(paths, release).await?;
+    }
     let mut stack = RunningStack::up(
         paths,
         &StackOptions {
@@ -73,7 +110,7 @@ pub async fn run(paths: &Paths, opts: &BenchOptions) -> Result<()> {
         },
     )
     .await?;
-    let result = measure(paths, &mut stack, opts).await;
+    let result = measure(paths, &mut stack, opts, wrk).await;
     stack.down().await;
     let report = result?;
     println!("\n{report}");
@@ -83,27 +120,134 @@ pub async fn run(paths: &Paths, opts: &BenchOptions) -> Result<()> {
     Ok(())
 }
 
-async fn measure(paths: &Paths, stack: &mut RunningStack, opts: &BenchOptions) -> Result<String> {
+/// Our own facilitator for the bench, with its JSON-RPC behind `rpc` so the
+/// chain's share of a payment is measured. (The stack's facilitator, with
+/// the same key, stays idle meanwhile: one settler at a time.)
+async fn start_facilitator(paths: &Paths, rpc: &str) -> Result<(Service, String)> {
+    let port = free_port()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let spec = ServiceSpec {
+        name: "bench-facilitator".into(),
+        marker: "facilitator.mjs".into(),
+        program: "node".into(),
+        args: vec![paths.facilitator_script().display().to_string()],
+        cwd: paths.node_project(),
+        env: vec![
+            ("RPC_URL".into(), rpc.into()),
+            ("PORT".into(), port.to_string()),
+            ("HOST".into(), "127.0.0.1".into()),
+            ("CHAIN_ID".into(), accounts::CHAIN_ID.to_string()),
+            (
+                "FACILITATOR_PRIVATE_KEY".into(),
+                accounts::FACILITATOR.private_key.into(),
+            ),
+        ],
+        env_remove: vec![],
+        port,
+        port_env: "-".into(),
+        probe: Probe::HttpOk {
+            url: format!("{url}/supported"),
+        },
+        ready_timeout: Duration::from_secs(60),
+    };
+    Ok((start_service(paths, &spec).await?, url))
+}
+
+/// The official x402 seller (`@x402/express`, x402 v2) on `facilitator`.
+async fn start_official_seller(paths: &Paths, facilitator: &str) -> Result<(Service, String)> {
+    let port = free_port()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let spec = ServiceSpec {
+        name: "bench-official-seller".into(),
+        marker: "express-seller.mjs".into(),
+        program: "node".into(),
+        args: vec!["interop/express-seller.mjs".into()],
+        cwd: paths.node_project(),
+        env: vec![
+            ("VERSION".into(), "v2".into()),
+            ("FACILITATOR_URL".into(), facilitator.into()),
+            ("PAY_TO".into(), accounts::SELLER.address.into()),
+            ("PORT".into(), port.to_string()),
+        ],
+        env_remove: vec![],
+        port,
+        port_env: "-".into(),
+        probe: Probe::HttpOk {
+            url: format!("{url}/health"),
+        },
+        ready_timeout: Duration::from_secs(60),
+    };
+    Ok((start_service(paths, &spec).await?, url))
+}
+
+async fn start_service(paths: &Paths, spec: &ServiceSpec) -> Result<Service> {
+    let mut service = Service::spawn(spec, &paths.logs())?;
+    if let Some(status) = service.wait_ready(&spec.probe, spec.ready_timeout).await? {
+        bail!("{} exited at once ({status})", spec.name);
+    }
+    Ok(service)
+}
+
+#[allow(clippy::too_many_lines)]
+async fn measure(
+    paths: &Paths,
+    stack: &mut RunningStack,
+    opts: &BenchOptions,
+    wrk_version: String,
+) -> Result<String> {
     let get = |k: &str| {
         stack
             .get(k)
             .map(str::to_owned)
             .ok_or_else(|| anyhow!("{k} missing from the stack (did the gateway and agent start?)"))
     };
-    let facilitator = get("FACILITATOR_URL")?;
     get("GATEWAY_URL")?;
     get("AGENT_URL")?;
-    let rpc = Rpc::new(get("RPC_URL")?);
+    let rpc_url = get("RPC_URL")?;
+    let rpc = Rpc::new(rpc_url.clone());
     let usdc = get("USDC_CONTRACT")?;
     let buyer = get("BUYER_ADDRESS")?;
     let seller = get("SELLER_WALLET")?;
+    let buyer_key = get("BUYER_PRIVATE_KEY")?;
     let bench_dir = paths.local().join("bench");
     let _ = std::fs::remove_dir_all(&bench_dir);
     std::fs::create_dir_all(&bench_dir)?;
     let dir = |name: &str| bench_dir.join(name).display().to_string();
+    let mut r = Report {
+        meta: Meta {
+            date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"], &paths.root),
+            command: std::iter::once("cargo xtask".to_owned())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" "),
+            commit: command_line("git", &["rev-parse", "--short", "HEAD"], &paths.root),
+            build: if opts.debug { "debug" } else { "release" },
+            machine: machine(),
+            wrk: wrk_version,
+            node: command_line("node", &["--version"], &paths.root),
+            load_before: loadavg(),
+            load_after: String::new(),
+            http_secs: opts.http_secs,
+            runs: opts.repeats,
+            warmup_secs: opts.warmup_secs,
+            paid_requests: opts.paid_requests,
+            nice: None,
+        },
+        ..Report::default()
+    };
 
-    // A gateway and two agents of our own, each behind a timing proxy.
+    // Our own facilitator behind two timing proxies (its RPC, and itself).
+    let rpc_proxy = TimingProxy::start(&rpc_url).await?;
+    let (mut facilitator_service, facilitator) = start_facilitator(paths, &rpc_proxy.url()).await?;
     let fac_proxy = TimingProxy::start(&facilitator).await?;
+    // The paid figures wait on these two: same priority as the servers.
+    let mut prioritized = peers::prioritize(facilitator_service.pid());
+    if let Some(pid) = stack.service_pid("anvil") {
+        prioritized &= peers::prioritize(pid);
+    }
+    r.meta.nice = prioritized.then_some(peers::NICE);
+
+    // A gateway of our own on the server core, and the official seller.
     let gw_port = free_port()?;
     let gateway = stack
         .start_instance(
@@ -114,11 +258,22 @@ async fn measure(paths: &Paths, stack: &mut RunningStack, opts: &BenchOptions) -
                 ("GATEWAY_PORT", &gw_port.to_string()),
                 ("FACILITATOR_URL", &fac_proxy.url()),
                 ("RESULTS_DIR", &dir("results")),
-                // Its one JSON line per request carries `generate_ms`.
+                // Its one JSON line per request carries the `*_ms` timings.
                 ("RUST_LOG", "warn,gateway::request=info"),
             ],
         )
         .await?;
+    let gateway_log = paths.logs().join("bench-gateway.log");
+    peers::pin(
+        stack
+            .service_pid("bench-gateway")
+            .ok_or_else(|| anyhow!("bench-gateway has no pid"))?,
+        SERVER_CPUS,
+    )?;
+    let (mut official_service, official) = start_official_seller(paths, &fac_proxy.url()).await?;
+    peers::pin(official_service.pid(), SERVER_CPUS)?;
+
+    // Two agents of our own: one through a timing proxy, one that asks consent.
     let gw_proxy = TimingProxy::start(&gateway).await?;
     let agent_port = free_port()?;
     let agent = stack
@@ -135,6 +290,9 @@ async fn measure(paths: &Paths, stack: &mut RunningStack, opts: &BenchOptions) -
             ],
         )
         .await?;
+    let agent_pid = stack
+        .service_pid("bench-agent")
+        .ok_or_else(|| anyhow!("bench-agent has no pid"))?;
     let consent_port = free_port()?;
     let consent_agent = stack
         .start_instance(
@@ -157,11 +315,62 @@ async fn measure(paths: &Paths, stack: &mut RunningStack, opts: &BenchOptions) -
         .pool_max_idle_per_host(512)
         .build()?;
 
-    let mut r = Report::default();
+    // --- ours beside the official seller: the HTTP path ------------------
+    let ctx = Ctx {
+        paths,
+        dir: bench_dir.clone(),
+        http: http.clone(),
+        secs: opts.http_secs,
+        runs: opts.repeats,
+        warmup_secs: opts.warmup_secs,
+        buyer_key,
+    };
+    let sellers = [
+        Seller {
+            name: "ours (gateway)",
+            base: gateway.clone(),
+            health_path: "/health",
+            paid_path: "/generate_image",
+            paid_body: json!({"prompt": "a lighthouse at dawn, for the benchmark"}).to_string(),
+            log: Some(gateway_log.clone()),
+        },
+        Seller {
+            name: "official (@x402/express)",
+            base: official.clone(),
+            health_path: "/health",
+            paid_path: "/paid",
+            paid_body: json!({"prompt": "a lighthouse at dawn, for the benchmark"}).to_string(),
+            log: None,
+        },
+    ];
+    for s in &sellers {
+        for e in [Endpoint::Health, Endpoint::Quote] {
+            println!(
+                "bench: {} {e:?} ({} x {} s, wrk)",
+                s.name, opts.repeats, opts.http_secs
+            );
+            r.http.push(peers::http_row(&ctx, s, e).await?);
+        }
+    }
 
-    // --- start-up, memory, size --------------------------------------------
+    // --- paid requests end to end ---------------------------------------
+    let proxies = Proxies {
+        facilitator: &fac_proxy,
+        rpc: &rpc_proxy,
+    };
+    for s in &sellers {
+        println!(
+            "bench: {} paid, concurrency {:?}",
+            s.name, opts.concurrencies
+        );
+        r.paid.extend(
+            peers::paid_rows(&ctx, s, &proxies, &opts.concurrencies, opts.paid_requests).await?,
+        );
+    }
+
+    // --- start-up, memory, size ------------------------------------------
     println!("bench: start-up ({} samples each)", opts.startups);
-    let noop = startup_noop(opts.startups).await?;
+    let noop = agent::startup_noop(opts.startups).await?;
     let agent_env = with(
         stack.app_env(&AGENT),
         &[
@@ -177,9 +386,10 @@ async fn measure(paths: &Paths, stack: &mut RunningStack, opts: &BenchOptions) -
             ("RUST_LOG", "warn"),
         ],
     );
-    let agent_start = startup(stack, &AGENT, "AGENT_PORT", &agent_env, opts.startups).await?;
+    let agent_start =
+        agent::startup(stack, &AGENT, "AGENT_PORT", &agent_env, opts.startups).await?;
     let gateway_start =
-        startup(stack, &GATEWAY, "GATEWAY_PORT", &gateway_env, opts.startups).await?;
+        agent::startup(stack, &GATEWAY, "GATEWAY_PORT", &gateway_env, opts.startups).await?;
     r.startup = Some(StartupFigures {
         noop,
         agent: agent_start,
@@ -188,565 +398,113 @@ async fn measure(paths: &Paths, stack: &mut RunningStack, opts: &BenchOptions) -
         gateway_size: std::fs::metadata(stack.app_program(&GATEWAY))?.len(),
     });
 
-    // --- one paid image, split -------------------------------------------
-    println!("bench: {} paid images, one at a time", opts.runs);
+    // --- one paid image through the agent, split ------------------------
+    println!(
+        "bench: {} paid images through the agent, one at a time",
+        opts.runs
+    );
     fac_proxy.take();
     gw_proxy.take();
     let mut splits = Vec::new();
     for i in 0..opts.runs {
-        let session = session_id("split", i);
+        let session = agent::session_id("split", i);
         let prompt = format!("Generate an image of a lighthouse on a cliff at dawn, study {i}");
         let started = Instant::now();
-        let out = invoke(&http, &agent, &session, &prompt).await?;
+        let out = agent::invoke(&http, &agent, &session, &prompt).await?;
         let total = started.elapsed();
-        ensure!(paid(&out), "run {i}: no payment in {out}");
-        let gw = gw_proxy.take();
-        let fac = fac_proxy.take();
-        let mut split = Split::from(total, &gw, &fac)?;
-        split.generation = last_generation(&paths.logs().join("bench-gateway.log"))?;
+        ensure!(agent::paid(&out), "run {i}: no payment in {out}");
+        let mut split = Split::from(total, &gw_proxy.take(), &fac_proxy.take())?;
+        split.generation = agent::last_generation(&gateway_log)?;
         splits.push(split);
     }
     r.split = Some(splits);
 
     // --- model calls and tokens ------------------------------------------
     println!("bench: model calls per paid image");
-    let s = session_id("usage", 0);
-    let out = invoke(
+    let s = agent::session_id("usage", 0);
+    let out = agent::invoke(
         &http,
         &agent,
         &s,
         "Generate an image of a red bicycle in the rain",
     )
     .await?;
-    ensure!(paid(&out), "within-budget path did not pay: {out}");
-    let within = usage(&out);
-    let s = session_id("usage-consent", 0);
-    let first = invoke(
+    ensure!(agent::paid(&out), "within-budget path did not pay: {out}");
+    let within = agent::usage(&out);
+    let s = agent::session_id("usage-consent", 0);
+    let first = agent::invoke(
         &http,
         &consent_agent,
         &s,
         "Generate an image of a blue boat at noon",
     )
     .await?;
-    ensure!(!paid(&first), "consent path paid without consent: {first}");
-    let second = invoke(&http, &consent_agent, &s, "yes, go ahead").await?;
     ensure!(
-        paid(&second),
+        !agent::paid(&first),
+        "consent path paid without consent: {first}"
+    );
+    let second = agent::invoke(&http, &consent_agent, &s, "yes, go ahead").await?;
+    ensure!(
+        agent::paid(&second),
         "consent path did not pay after consent: {second}"
     );
-    let (a, b) = (usage(&first), usage(&second));
-    r.usage = Some((
-        within,
-        Usage {
-            model_calls: a.model_calls + b.model_calls,
-            input_tokens: a.input_tokens + b.input_tokens,
-            output_tokens: a.output_tokens + b.output_tokens,
-        },
-    ));
+    let consent: Usage = agent::usage(&first) + agent::usage(&second);
+    r.usage = Some((within, consent));
 
-    // --- load -----------------------------------------------------------
+    // --- many sessions at once through the agent -------------------------
     println!("bench: {} concurrent sessions, one image each", opts.load);
     let block_before = rpc.block_number().await?;
     let buyer_before = rpc.usdc_balance(&usdc, &buyer).await?;
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..opts.load)
-        .map(|i| {
-            let (http, agent) = (http.clone(), agent.clone());
-            tokio::spawn(async move {
-                let t = Instant::now();
-                let prompt = format!("Generate an image of a harbour at night, crowd member {i}");
-                let out = invoke(&http, &agent, &session_id("load", i), &prompt).await;
-                (t.elapsed(), out.map(|o| paid(&o)).unwrap_or(false))
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    let mut ok = 0usize;
-    for t in tasks {
-        let (elapsed, success) = t.await?;
-        latencies.push(elapsed);
-        ok += usize::from(success);
-    }
-    let wall = started.elapsed();
+    let crowd = agent::crowd(&http, &agent, u32::try_from(agent_pid)?, opts.load).await?;
     // From the block after: `block_before` may hold the previous step's payment.
     let transfers = rpc
         .transfers(&usdc, &buyer, &seller, block_before + 1)
         .await?;
     let buyer_after = rpc.usdc_balance(&usdc, &buyer).await?;
+    let mut latencies = crowd.latencies;
     r.load = Some(LoadFigures {
         sessions: opts.load,
-        successes: ok,
+        successes: crowd.successes,
         settlements: transfers,
         spent_atomic: buyer_before.saturating_sub(buyer_after),
         p50: percentile(&mut latencies, 50),
         p99: percentile(&mut latencies, 99),
-        wall,
+        wall: crowd.wall,
+        rss_idle_kib: crowd.rss_idle_kib,
+        rss_peak_kib: crowd.rss_peak_kib,
     });
 
-    // --- gateway --------------------------------------------------------
-    println!(
-        "bench: gateway quote path vs /health ({} s each)",
-        opts.gateway_secs
-    );
-    let secs = Duration::from_secs(opts.gateway_secs);
-    let health = hammer(&http, &gateway, "/health", None, secs).await?;
-    let quote = hammer(
-        &http,
-        &gateway,
-        "/generate_image",
-        Some(json!({"prompt": "a quote, not a purchase"})),
-        secs,
-    )
-    .await?;
-    r.gateway = Some((health, quote));
-
-    Ok(r.render(paths, opts))
+    r.proof = proof_figure(&gateway_log)?;
+    r.meta.load_after = loadavg();
+    official_service.stop().await;
+    facilitator_service.stop().await;
+    Ok(r.render())
 }
 
-// ---------------------------------------------------------------------------
-// Measurements
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Usage {
-    model_calls: u64,
-    input_tokens: u64,
-    output_tokens: u64,
-}
-
-fn usage(out: &Value) -> Usage {
-    let u = &out["output"]["usage"];
-    Usage {
-        model_calls: u["model_calls"].as_u64().unwrap_or(0),
-        input_tokens: u["input_tokens"].as_u64().unwrap_or(0),
-        output_tokens: u["output_tokens"].as_u64().unwrap_or(0),
-    }
-}
-
-fn paid(out: &Value) -> bool {
-    out["output"]["payments"].as_array().is_some_and(|p| {
-        p.iter()
-            .any(|r| r["transaction"].as_str().is_some_and(|t| t.len() == 66))
-    })
-}
-
-async fn invoke(http: &reqwest::Client, agent: &str, session: &str, prompt: &str) -> Result<Value> {
-    let resp = http
-        .post(format!("{agent}/invocations"))
-        .header("x-amzn-bedrock-agentcore-runtime-session-id", session)
-        .json(&json!({"input": {"prompt": prompt}}))
-        .send()
-        .await?;
-    let status = resp.status();
-    let body: Value = resp.json().await.context("agent answer is not JSON")?;
-    ensure!(status.is_success(), "agent answered {status}: {body}");
-    Ok(body)
-}
-
-/// One paid image's time, split by what the proxies saw.
-#[derive(Debug, Clone, Copy)]
-struct Split {
-    total: Duration,
-    quote: Duration,
-    paid: Duration,
-    verify: Duration,
-    settle: Duration,
-    /// As the gateway logged it for the paid request.
-    generation: Duration,
-}
-
-impl Split {
-    fn from(total: Duration, gw: &[Timing], fac: &[Timing]) -> Result<Split> {
-        let sum = |ts: &[Timing], f: &dyn Fn(&Timing) -> bool| {
-            ts.iter()
-                .filter(|t| f(t))
-                .map(|t| t.elapsed)
-                .sum::<Duration>()
-        };
-        let quote = sum(gw, &|t| !t.paid);
-        let paid = sum(gw, &|t| t.paid);
-        ensure!(
-            gw.iter().any(|t| t.paid && t.status == 200),
-            "no paid request succeeded at the gateway: {gw:?}"
-        );
-        Ok(Split {
-            total,
-            quote,
-            paid,
-            verify: sum(fac, &|t| t.method == "POST" && t.path.ends_with("/verify")),
-            settle: sum(fac, &|t| t.method == "POST" && t.path.ends_with("/settle")),
-            generation: Duration::ZERO,
-        })
-    }
-
-    fn agent_own(&self) -> Duration {
-        self.total.saturating_sub(self.quote + self.paid)
-    }
-
-    /// The gateway's paid request minus the facilitator calls and
-    /// generation: its own overhead (checks, replay guard, storage, chain
-    /// look-ups, HTTP).
-    fn gateway_own(&self) -> Duration {
-        self.paid
-            .saturating_sub(self.verify + self.settle + self.generation)
-    }
-}
-
-/// `generate_ms` of the last settled request in the gateway's JSON log.
-fn last_generation(log: &std::path::Path) -> Result<Duration> {
+/// Median `proof_ms` and `total_ms` over the settled requests of the
+/// gateway's log; `None` when the gateway logs no `proof_ms`.
+fn proof_figure(log: &Path) -> Result<Option<ProofFigure>> {
     let text =
         std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
-    let ms = text
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["outcome"] == "settled")
-        .and_then(|v| v["generate_ms"].as_u64())
-        .ok_or_else(|| anyhow!("no settled request with generate_ms in {}", log.display()))?;
-    Ok(Duration::from_millis(ms))
-}
-
-struct StartupFigures {
-    noop: Duration,
-    agent: StartupSample,
-    gateway: StartupSample,
-    agent_size: u64,
-    gateway_size: u64,
-}
-
-struct StartupSample {
-    median: Duration,
-    rss_kib: u64,
-}
-
-async fn startup_noop(n: usize) -> Result<Duration> {
-    let mut v = Vec::new();
-    for _ in 0..n {
-        let t = Instant::now();
-        tokio::process::Command::new("true").status().await?;
-        v.push(t.elapsed());
+    let (mut proof, mut total) = (Vec::new(), Vec::new());
+    for line in peers::json_lines(&text) {
+        if line["outcome"] != "settled" {
+            continue;
+        }
+        if let (Some(p), Some(t)) = (line["proof_ms"].as_u64(), line["total_ms"].as_u64()) {
+            proof.push(Duration::from_millis(p));
+            total.push(Duration::from_millis(t));
+        }
     }
-    Ok(percentile(&mut v, 50))
-}
-
-/// Spawns `app` `n` times; each: time until its health URL answers 200
-/// (polled every millisecond), then its resident memory, then kill.
-async fn startup(
-    stack: &RunningStack,
-    app: &App,
-    port_var: &str,
-    env: &[(String, String)],
-    n: usize,
-) -> Result<StartupSample> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_millis(500))
-        .build()?;
-    let mut times = Vec::new();
-    let mut rss = Vec::new();
-    for _ in 0..n {
-        let port = free_port()?;
-        let url = format!("http://127.0.0.1:{port}{}", app.health_path);
-        let t = Instant::now();
-        let mut child = tokio::process::Command::new(stack.app_program(app))
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env(port_var, port.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        let deadline = t + Duration::from_secs(30);
-        loop {
-            if http
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "{} did not become healthy",
-                app.name
-            );
-            if let Some(status) = child.try_wait()? {
-                anyhow::bail!("{} exited during start-up: {status}", app.name);
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        times.push(t.elapsed());
-        // Idle memory once it has answered a few requests.
-        for _ in 0..10 {
-            http.get(&url).send().await?;
-        }
-        if let Some(pid) = child.id() {
-            rss.push(rss_kib(pid).unwrap_or(0));
-        }
-        child.kill().await?;
+    if proof.is_empty() {
+        return Ok(None);
     }
-    Ok(StartupSample {
-        median: percentile(&mut times, 50),
-        rss_kib: rss.iter().copied().max().unwrap_or(0),
-    })
+    Ok(Some(ProofFigure {
+        requests: proof.len(),
+        proof: percentile(&mut proof, 50),
+        total: percentile(&mut total, 50),
+    }))
 }
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-struct Rate {
-    requests: u64,
-    per_sec: f64,
-    p50: Duration,
-    statuses: Vec<u16>,
-}
-
-/// Requests as fast as 32 concurrent clients can for `secs`.
-async fn hammer(
-    http: &reqwest::Client,
-    base: &str,
-    path: &str,
-    body: Option<Value>,
-    secs: Duration,
-) -> Result<Rate> {
-    const CLIENTS: usize = 32;
-    let deadline = Instant::now() + secs;
-    let body = Arc::new(body);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let (http, url, body) = (http.clone(), format!("{base}{path}"), body.clone());
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut statuses = Vec::new();
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    let req = match body.as_ref() {
-                        Some(b) => http.post(&url).json(b),
-                        None => http.get(&url),
-                    };
-                    let status = req.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
-                    lat.push(t.elapsed());
-                    statuses.push(status);
-                }
-                (lat, statuses)
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    let mut statuses = Vec::new();
-    for t in tasks {
-        let (l, s) = t.await?;
-        lat.extend(l);
-        statuses.extend(s);
-    }
-    let elapsed = started.elapsed();
-    statuses.sort_unstable();
-    statuses.dedup();
-    Ok(Rate {
-        requests: lat.len() as u64,
-        per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
-        p50: percentile(&mut lat, 50),
-        statuses,
-    })
-}
-
-struct LoadFigures {
-    sessions: usize,
-    successes: usize,
-    settlements: usize,
-    spent_atomic: u128,
-    p50: Duration,
-    p99: Duration,
-    wall: Duration,
-}
-
-// ---------------------------------------------------------------------------
-// Report
-
-#[derive(Default)]
-struct Report {
-    startup: Option<StartupFigures>,
-    split: Option<Vec<Split>>,
-    usage: Option<(Usage, Usage)>,
-    load: Option<LoadFigures>,
-    gateway: Option<(Rate, Rate)>,
-}
-
-impl Report {
-    fn render(&self, paths: &Paths, opts: &BenchOptions) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "# Benchmarks\n");
-        let _ = writeln!(
-            s,
-            "Produced by `cargo xtask bench` on {} (commit `{}`), {} build. Machine: {}.\n\
-             Every figure runs against the real local stack (Anvil, the official x402 \
-             facilitator, moto) with the offline model and the gateway's local generator; \
-             each has a baseline measured in the same run. Reproduce: `cargo xtask bench` \
-             (options: `--runs`, `--load`, `--debug`).\n",
-            today(),
-            git_head(paths),
-            if opts.debug { "debug" } else { "release" },
-            machine()
-        );
-        if let Some(st) = &self.startup {
-            let _ = writeln!(s, "## Start-up, memory, size\n");
-            let _ = writeln!(
-                s,
-                "| | median start -> healthy | x no-op process | idle RSS | binary |"
-            );
-            let _ = writeln!(s, "|---|---:|---:|---:|---:|");
-            let _ = writeln!(
-                s,
-                "| no-op process (`true`), baseline | {} | 1.0 | | |",
-                ms(st.noop)
-            );
-            for (name, x, size) in [
-                ("agent", &st.agent, st.agent_size),
-                ("gateway", &st.gateway, st.gateway_size),
-            ] {
-                let _ = writeln!(
-                    s,
-                    "| {name} | {} | {:.1} | {:.1} MiB | {:.1} MiB |",
-                    ms(x.median),
-                    ratio(x.median, st.noop),
-                    x.rss_kib as f64 / 1024.0,
-                    size as f64 / (1024.0 * 1024.0)
-                );
-            }
-            s.push('\n');
-        }
-        if let Some(splits) = &self.split {
-            let med = |f: &dyn Fn(&Split) -> Duration| {
-                let mut v: Vec<Duration> = splits.iter().map(f).collect();
-                percentile(&mut v, 50)
-            };
-            let total = med(&|x| x.total);
-            let _ = writeln!(
-                s,
-                "## One paid image, end to end ({} runs, medians)\n",
-                splits.len()
-            );
-            let _ = writeln!(s, "| part | time | share of total |");
-            let _ = writeln!(s, "|---|---:|---:|");
-            for (name, d) in [
-                ("total (client -> agent -> answer)", total),
-                (
-                    "agent's own time (tool loop, offline model, ledger, storage)",
-                    med(&|x| x.agent_own()),
-                ),
-                ("quote (unpaid request -> 402)", med(&|x| x.quote)),
-                ("facilitator /verify", med(&|x| x.verify)),
-                ("facilitator /settle (incl. the chain)", med(&|x| x.settle)),
-                (
-                    "generation (the gateway's local PNG renderer, 1024x1024)",
-                    med(&|x| x.generation),
-                ),
-                (
-                    "gateway's own overhead on the paid request (minus facilitator and generation)",
-                    med(&|x| x.gateway_own()),
-                ),
-            ] {
-                let _ = writeln!(
-                    s,
-                    "| {name} | {} | {:.0}% |",
-                    ms(d),
-                    100.0 * ratio(d, total)
-                );
-            }
-            let ours = med(&|x| x.agent_own() + x.gateway_own());
-            let _ = writeln!(
-                s,
-                "\nOverhead we control (agent + gateway, without generation): {} of {} ({:.0}%); \
-                 the rest is generation, the facilitator and the chain.\n",
-                ms(ours),
-                ms(total),
-                100.0 * ratio(ours, total)
-            );
-        }
-        if let Some((within, consent)) = &self.usage {
-            let _ = writeln!(s, "## Model calls per paid image\n");
-            let _ = writeln!(s, "| path | model calls | input tokens | output tokens |");
-            let _ = writeln!(s, "|---|---:|---:|---:|");
-            let _ = writeln!(
-                s,
-                "| within budget (one tool call pays and generates) | {} | {} | {} |",
-                within.model_calls, within.input_tokens, within.output_tokens
-            );
-            let _ = writeln!(
-                s,
-                "| consent path (ask, user says yes, pay) | {} | {} | {} |",
-                consent.model_calls, consent.input_tokens, consent.output_tokens
-            );
-            let _ = writeln!(
-                s,
-                "\nTokens are the offline model's estimates (characters / 4); the calls are exact. \
-                 The original sample's prompt drives five model calls per image.\n"
-            );
-        }
-        if let Some(l) = &self.load {
-            let _ = writeln!(
-                s,
-                "## Load: {} concurrent sessions, one image each\n",
-                l.sessions
-            );
-            let _ = writeln!(
-                s,
-                "| successes | settlements on chain | USDC spent | p50 | p99 | throughput |"
-            );
-            let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
-            let _ = writeln!(
-                s,
-                "| {} / {} | {} | {}.{:06} | {} | {} | {:.1} images/s |",
-                l.successes,
-                l.sessions,
-                l.settlements,
-                l.spent_atomic / 1_000_000,
-                l.spent_atomic % 1_000_000,
-                ms(l.p50),
-                ms(l.p99),
-                l.successes as f64 / l.wall.as_secs_f64()
-            );
-            let verdict = if l.settlements == l.successes {
-                "equal, as they must be"
-            } else {
-                "NOT EQUAL: a money bug"
-            };
-            let _ = writeln!(s, "\nSettlements vs successes: {verdict}.\n");
-        }
-        if let Some((health, quote)) = &self.gateway {
-            let _ = writeln!(s, "## Gateway\n");
-            let _ = writeln!(
-                s,
-                "| endpoint (32 clients) | requests/s | p50 | x baseline | statuses |"
-            );
-            let _ = writeln!(s, "|---|---:|---:|---:|---|");
-            for (name, r) in [
-                ("GET /health (baseline)", health),
-                ("POST /generate_image, no payment -> 402 quote", quote),
-            ] {
-                let _ = writeln!(
-                    s,
-                    "| {name} | {:.0} | {} | {:.2} | {:?} ({} requests) |",
-                    r.per_sec,
-                    ms(r.p50),
-                    r.per_sec / health.per_sec,
-                    r.statuses,
-                    r.requests
-                );
-            }
-            s.push('\n');
-        }
-        s
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Helpers
 
 fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     env.extend(
@@ -757,54 +515,21 @@ fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, 
     env
 }
 
-fn session_id(kind: &str, i: usize) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("bench-{kind}-{i:05}-{nanos:024}")
-}
-
-fn percentile(v: &mut [Duration], p: usize) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    v.sort_unstable();
-    let idx = ((v.len() * p).div_ceil(100)).clamp(1, v.len()) - 1;
-    v[idx]
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    if b.is_zero() {
-        0.0
-    } else {
-        a.as_secs_f64() / b.as_secs_f64()
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn today() -> String {
-    std::process::Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d")
+/// The first line a command prints, or empty.
+fn command_line(program: &str, args: &[&str], dir: &Path) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
+        .map(|s| s.lines().next().unwrap_or_default().trim().to_owned())
         .unwrap_or_default()
 }
 
-fn git_head(paths: &Paths) -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(&paths.root)
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
 
@@ -818,7 +543,7 @@ fn machine() -> String {
             })
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -830,40 +555,4 @@ fn machine() -> String {
             format!(", {:.0} GiB RAM", kib as f64 / 1024.0 / 1024.0)
         });
     format!("{cores} cores ({cpu}){mem}, {}", std::env::consts::ARCH)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_pick_the_nearest_rank() {
-        let mut v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&mut v, 50), Duration::from_millis(50));
-        assert_eq!(percentile(&mut v, 99), Duration::from_millis(99));
-        let mut one = vec![Duration::from_millis(7)];
-        assert_eq!(percentile(&mut one, 99), Duration::from_millis(7));
-        assert_eq!(percentile(&mut [], 50), Duration::ZERO);
-    }
-
-    #[test]
-    fn a_split_attributes_proxy_timings() {
-        let t = |path: &str, paid: bool, ms: u64| Timing {
-            method: "POST".into(),
-            path: path.into(),
-            paid,
-            status: 200,
-            elapsed: Duration::from_millis(ms),
-        };
-        let gw = [
-            t("/generate_image", false, 5),
-            t("/generate_image", true, 300),
-        ];
-        let fac = [t("/verify", false, 20), t("/settle", false, 200)];
-        let mut s = Split::from(Duration::from_millis(400), &gw, &fac).unwrap();
-        s.generation = Duration::from_millis(30);
-        assert_eq!(s.agent_own(), Duration::from_millis(95));
-        assert_eq!(s.gateway_own(), Duration::from_millis(50));
-        assert!(Split::from(Duration::from_millis(1), &gw[..1], &fac).is_err());
-    }
 }

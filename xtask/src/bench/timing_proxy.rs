@@ -10,7 +10,7 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use bytes::Bytes;
@@ -27,6 +27,9 @@ pub struct Timing {
     /// Whether it carried an x402 payment header.
     pub paid: bool,
     pub status: u16,
+    /// When it reached the proxy (wall clock, to compare with other
+    /// processes' clocks).
+    pub at: SystemTime,
     pub elapsed: Duration,
 }
 
@@ -88,6 +91,7 @@ async fn forward(
     client: &reqwest::Client,
     log: &Mutex<Vec<Timing>>,
 ) -> Response<Full<Bytes>> {
+    let at = SystemTime::now();
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     let path_q = parts
@@ -134,6 +138,7 @@ async fn forward(
         path,
         paid,
         status,
+        at,
         elapsed: started.elapsed(),
     });
     response
