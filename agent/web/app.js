@@ -22,7 +22,8 @@
   let ws = null;
   let everConnected = false;
   let retryDelay = 500;
-  let inFlight = false;
+  let inFlight = false; // a prompt or an approval sent and its turn not yet ended
+  let pending = 0; // turns sent and not yet ended (the server runs them in order)
   let turn = null; // what the current turn has shown: {bubble, streamed, images:Set, txs:Set, refused}
   let sessionId = sessionStorage.getItem(SESSION_KEY) || newSessionId();
 
@@ -131,6 +132,7 @@
       if (ws !== socket) return;
       ws = null;
       if (inFlight) {
+        pending = 1;
         item("notice-bad", "The connection dropped while the agent was working. It finishes the request anyway and keeps the result in this session; the budget below is refreshed when it reconnects.");
         endTurn();
       }
@@ -145,24 +147,34 @@
 
   function startTurn(text) {
     item("user", text);
-    turn = { bubble: null, streamed: "", images: new Set(), txs: new Set(), refused: false, tools: new Map() };
-    inFlight = true;
-    send.disabled = true;
+    turn = newTurn();
+    sent();
     const budget = budgetInput.value.trim();
     const msg = { input: { prompt: text }, session_id: sessionId };
     if (budget) msg.session_budget_usdc = budget;
     ws.send(JSON.stringify(msg));
   }
 
+  function newTurn() {
+    return { bubble: null, streamed: "", images: new Set(), txs: new Set(), refused: false, tools: new Map() };
+  }
+
+  function sent() {
+    pending += 1;
+    inFlight = true;
+    send.disabled = true;
+  }
+
   function endTurn() {
-    inFlight = false;
-    turn = null;
+    pending = Math.max(0, pending - 1);
+    inFlight = pending > 0;
+    if (!inFlight) turn = null;
     send.disabled = !(ws && ws.readyState === WebSocket.OPEN);
     refreshStatus();
   }
 
   function onMessage(m) {
-    if (!turn) turn = { bubble: null, streamed: "", images: new Set(), txs: new Set(), refused: false, tools: new Map() };
+    if (!turn) turn = newTurn();
     switch (m.type) {
       case "text": onText(m.delta || ""); break;
       case "tool_start": onToolStart(m); break;
@@ -224,7 +236,10 @@
         outcome.textContent = "Not connected: your answer was not sent. Try again once reconnected.";
         return;
       }
-      ws.send(JSON.stringify({ type: "approve", request_id: q.request_id, approved }));
+      // The answer is data bound to this quote's request id; the agent runs
+      // it as a turn of this session (pays on approval, nothing on decline).
+      ws.send(JSON.stringify({ type: "approve", request_id: q.request_id, approved, session_id: sessionId }));
+      sent();
       approve.disabled = true;
       decline.disabled = true;
       card.dataset.answer = approved ? "approved" : "declined";
