@@ -154,7 +154,11 @@ impl AppState {
 /// The whole HTTP surface; tests drive it in-process or serve it on loopback.
 pub fn app(state: AppState) -> Router {
     let limit = state.limits.max_body_bytes;
-    let web = state.web.clone().map(crate::web::routes).unwrap_or_default();
+    let web = state
+        .web
+        .clone()
+        .map(crate::web::routes)
+        .unwrap_or_default();
     Router::new()
         .route("/invocations", post(invocations))
         .route("/ping", get(ping))

@@ -171,7 +171,10 @@ impl WebUi {
 /// The page's routes, to merge into the service's router.
 pub fn routes<S: Clone + Send + Sync + 'static>(ui: WebUi) -> Router<S> {
     Router::new()
-        .route("/", get(|| async { page(INDEX_HTML, "text/html; charset=utf-8") }))
+        .route(
+            "/",
+            get(|| async { page(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
         .route(
             "/assets/app.js",
             get(|| async { page(APP_JS, "text/javascript; charset=utf-8") }),
@@ -274,6 +277,9 @@ mod tests {
         assert!(!INDEX_HTML.contains("style="), "no inline style");
         assert!(INDEX_HTML.contains(r#"src="/assets/app.js""#));
         assert!(INDEX_HTML.contains(r#"href="/assets/style.css""#));
-        assert!(!APP_JS.contains("innerHTML"), "text is never parsed as HTML");
+        assert!(
+            !APP_JS.contains("innerHTML"),
+            "text is never parsed as HTML"
+        );
     }
 }

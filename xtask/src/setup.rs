@@ -66,7 +66,13 @@ fn chromium() -> Result<()> {
     let installed = run_cmd(Command::new("apt-get").args(["update", "-qq"])).and_then(|()| {
         run_cmd(
             Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends", "chromium"])
+                .args([
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "chromium",
+                ])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )
     });

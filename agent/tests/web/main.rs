@@ -50,10 +50,7 @@ async fn over_budget_shows_the_refusal_and_pays_nothing() {
     let r = run_page(&mut agent, "over_budget").await;
     assert!(r["refusal"].as_str().unwrap().contains("budget"));
     assert_eq!(agent.paid_to_seller().await, (0, Usdc::ZERO));
-    assert_eq!(
-        agent.balance().await,
-        Usdc::from_atomic(WALLET_USDC_ATOMIC)
-    );
+    assert_eq!(agent.balance().await, Usdc::from_atomic(WALLET_USDC_ATOMIC));
 }
 
 /// The agent is SIGKILLed and restarted under the open page: the page says
@@ -88,15 +85,13 @@ async fn decline_above_auto_approve_pays_nothing() {
     let mut agent = Agent::start("decline", "0.01").await;
     run_page(&mut agent, "decline").await;
     assert_eq!(agent.paid_to_seller().await, (0, Usdc::ZERO));
-    assert_eq!(
-        agent.balance().await,
-        Usdc::from_atomic(WALLET_USDC_ATOMIC)
-    );
+    assert_eq!(agent.balance().await, Usdc::from_atomic(WALLET_USDC_ATOMIC));
 }
 
 // ---------------------------------------------------------------- the sample's /ws contract
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn next_json(ws: &mut Ws) -> Value {
     loop {
@@ -160,8 +155,7 @@ async fn the_samples_websocket_messages_keep_their_shape() {
     let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
     assert_eq!(width, 1024, "the IHDR width of the image behind the URL");
     assert!(
-        msgs.iter()
-            .any(|m| m["type"] == "image" && m["url"] == url),
+        msgs.iter().any(|m| m["type"] == "image" && m["url"] == url),
         "the image event carries the same URL"
     );
     assert_eq!(agent.paid_to_seller().await, (1, usdc("0.04")));
@@ -218,7 +212,11 @@ async fn the_page_is_served_with_its_policy_and_the_status_reads_the_ledger() {
     assert_eq!(status["remaining"], "2.50");
     assert_eq!(status["auto_approve_max"], "0.10");
     assert_eq!(status["wallet"]["usdc"], "5.00");
-    for bad in ["session_id=../x", "session_id=s&budget_usdc=99", "session_id=s&budget_usdc=-1"] {
+    for bad in [
+        "session_id=../x",
+        "session_id=s&budget_usdc=99",
+        "session_id=s&budget_usdc=-1",
+    ] {
         let r = http
             .get(format!("{}/api/status?{bad}", agent.url))
             .send()

@@ -111,7 +111,8 @@ impl Agent {
             .env("AUTO_APPROVE_MAX_USDC", self.auto_approve_max)
             .env(
                 "IMAGES_BUCKET",
-                s.var("IMAGES_BUCKET").expect("stack.env names IMAGES_BUCKET"),
+                s.var("IMAGES_BUCKET")
+                    .expect("stack.env names IMAGES_BUCKET"),
             )
             .env("SESSIONS_DIR", self.dir.join("sessions"))
             .env("MODEL_PROVIDER", "offline")
@@ -167,10 +168,7 @@ impl Agent {
     }
 
     pub async fn balance(&self) -> x402::Usdc {
-        self.stack
-            .usdc_balance(self.buyer.address())
-            .await
-            .unwrap()
+        self.stack.usdc_balance(self.buyer.address()).await.unwrap()
     }
 }
 
@@ -178,7 +176,10 @@ impl Agent {
 /// the page asks. Returns the scenario's result.
 pub async fn run_page(agent: &mut Agent, scenario: &str) -> Value {
     assert!(
-        Path::new(CHROMIUM).exists() && web_tests_dir().join("node_modules/playwright-core").exists(),
+        Path::new(CHROMIUM).exists()
+            && web_tests_dir()
+                .join("node_modules/playwright-core")
+                .exists(),
         "{CHROMIUM} or playwright-core is missing: run `cargo xtask setup`"
     );
     let _one = BROWSER.lock().await;
