@@ -225,7 +225,11 @@ async function main() {
     const page = context.pages()[0] || (await context.newPage());
     page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
     page.on("console", (m) => {
-      if (m.type() === "error") problems.push(`console error: ${m.text()}`);
+      // Failed loads are judged by URL below.
+      if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(`console error: ${m.text()}`);
+    });
+    page.on("response", (r) => {
+      if (r.status() >= 400 && !r.url().endsWith("/favicon.ico")) problems.push(`${r.status()} for ${r.url()}`);
     });
     await page.goto(AGENT_URL + "/");
     await waitConnected(page);
