@@ -67,6 +67,9 @@ pub struct ServerConfig {
     /// `AGENT_ACTOR_ID`: the AgentCore Memory actor when the request carries
     /// no `X-Amzn-Bedrock-AgentCore-Runtime-User-Id`.
     pub default_actor_id: String,
+    /// `AGENT_WEB_UI` (`1`/`true`), default off: also serve the web chat page
+    /// at `/` ([`crate::web`]); not part of the AgentCore contract.
+    pub web_ui: bool,
 }
 
 /// Where session state lives.
@@ -238,6 +241,7 @@ impl Config {
             default_actor_id: r
                 .opt("AGENT_ACTOR_ID")
                 .unwrap_or_else(|| DEFAULT_ACTOR_ID.into()),
+            web_ui: r.flag("AGENT_WEB_UI"),
         };
         if !crate::session::ids::is_valid_client_id(&server.default_actor_id) {
             r.problem("AGENT_ACTOR_ID must be 1-256 letters, digits, '-', '_', '.' or ':'");
@@ -381,6 +385,18 @@ impl Reader<'_> {
         (self.get)(key)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
+    }
+
+    /// A switch: `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`; unset is off.
+    fn flag(&mut self, key: &str) -> bool {
+        match self.opt(key).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("0" | "false" | "no" | "off") => false,
+            Some("1" | "true" | "yes" | "on") => true,
+            Some(v) => {
+                self.problem(format!("{key}={v:?} is invalid: use 1 or 0"));
+                false
+            }
+        }
     }
 
     fn required(&mut self, key: &str, what: &str) -> String {
@@ -555,6 +571,7 @@ mod tests {
         let c = cfg(&minimal()).unwrap();
         assert_eq!(c.server.port, 8080);
         assert_eq!(c.server.host.to_string(), "0.0.0.0");
+        assert!(!c.server.web_ui, "the web page is off unless asked for");
         assert_eq!(c.money.session_budget.to_string(), "1.00");
         assert_eq!(c.money.auto_approve_max, Usdc::from_atomic(100_000));
         assert_eq!(c.chain.network, Network::BaseSepolia);
@@ -578,6 +595,19 @@ mod tests {
                 private_key: Secret::Value(_)
             }
         ));
+    }
+
+    #[test]
+    fn the_web_page_is_a_switch() {
+        let with = |v| {
+            let mut e = minimal();
+            e.push(("AGENT_WEB_UI", v));
+            cfg(&e)
+        };
+        assert!(with("1").unwrap().server.web_ui);
+        assert!(with("true").unwrap().server.web_ui);
+        assert!(!with("0").unwrap().server.web_ui);
+        assert!(with("maybe").is_err());
     }
 
     #[test]

@@ -16,4 +16,5 @@ pub mod observability;
 pub mod server;
 pub mod session;
 pub mod turn;
+pub mod web;
 pub mod wiring;

@@ -119,6 +119,8 @@ pub struct AppState {
     limits: Arc<Limits>,
     health: Health,
     sessions: SessionLocks,
+    /// The web chat page's routes, when `AGENT_WEB_UI` is on.
+    web: Option<crate::web::WebUi>,
 }
 
 impl AppState {
@@ -133,7 +135,15 @@ impl AppState {
             limits: Arc::new(limits),
             health,
             sessions: SessionLocks::default(),
+            web: None,
         }
+    }
+
+    /// Also serves the web chat page ([`crate::web`]).
+    #[must_use]
+    pub fn with_web_ui(mut self, ui: crate::web::WebUi) -> Self {
+        self.web = Some(ui);
+        self
     }
 
     pub fn health(&self) -> &Health {
@@ -144,10 +154,16 @@ impl AppState {
 /// The whole HTTP surface; tests drive it in-process or serve it on loopback.
 pub fn app(state: AppState) -> Router {
     let limit = state.limits.max_body_bytes;
+    let web = state
+        .web
+        .clone()
+        .map(crate::web::routes)
+        .unwrap_or_default();
     Router::new()
         .route("/invocations", post(invocations))
         .route("/ping", get(ping))
         .route("/ws", get(ws_upgrade))
+        .merge(web)
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

@@ -102,7 +102,16 @@ pub async fn build(cfg: &Config) -> Result<AppState, WiringError> {
     let aws = aws_config().await;
     let store = session_store(cfg, &aws);
     let runner = Arc::new(turn_deps(cfg, &aws, store).await?);
-    Ok(AppState::new(runner, limits(cfg)))
+    let state = AppState::new(runner.clone(), limits(cfg));
+    Ok(if cfg.server.web_ui {
+        state.with_web_ui(crate::web::WebUi::new(
+            runner,
+            cfg.server.default_actor_id.clone(),
+            cfg.money.max_session_budget,
+        ))
+    } else {
+        state
+    })
 }
 
 /// The model the configuration names: the offline planner, or Bedrock

@@ -7,7 +7,9 @@
 //! tool progress, the payment and the image as they happen. It ends with the
 //! payment, the buyer's and seller's USDC balances before and after, and the
 //! image written to a file. `--chat` then leaves the stack running and opens
-//! the terminal chat on the same session.
+//! the terminal chat on the same session; `--web` leaves it running, prints
+//! the web chat page's URL (the stack's agent serves it) and waits for
+//! Ctrl-C.
 //!
 //! The demo is a client of the running services over HTTP and JSON-RPC only:
 //! what it shows is what any caller of the agent would see.
@@ -44,6 +46,8 @@ const TURN_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct DemoOptions {
     /// Leave the stack running and open the terminal chat afterwards.
     pub chat: bool,
+    /// Leave the stack running and print the web chat page's URL; Ctrl-C stops it.
+    pub web: bool,
 }
 
 /// What one streamed turn produced.
@@ -60,6 +64,12 @@ pub async fn run(paths: &Paths, opts: &DemoOptions) -> Result<()> {
     setup::run(paths).await?;
     let stack = RunningStack::up(paths, &StackOptions::from_env()?).await?;
     let result = conversation(paths, &stack).await;
+    if opts.web && result.is_ok() {
+        let agent = stack.get("AGENT_URL").unwrap_or_default();
+        println!("\nWeb chat: {agent}/");
+        println!("The stack stays up for the page; Ctrl-C stops it.");
+        return stack.supervise(crate::stack::shutdown_signal()).await;
+    }
     match (&result, opts.chat) {
         (Ok(session), true) => {
             let chat = open_chat(paths, &stack, session).await;

@@ -36,6 +36,10 @@ enum Cmd {
         /// Afterwards, keep the stack up and open the terminal chat.
         #[arg(long)]
         chat: bool,
+        /// Afterwards, keep the stack up and print the web chat page's URL
+        /// (until Ctrl-C).
+        #[arg(long, conflicts_with = "chat")]
+        web: bool,
     },
     /// Benchmarks on the local stack (release build), ours beside the
     /// official x402 seller: prints the tables and writes BENCHMARKS.md.
@@ -93,8 +97,12 @@ async fn main() -> Result<()> {
     match cli.command {
         Cmd::Setup => setup::run(&paths).await,
         Cmd::Stack { no_app } => run_stack(&paths, no_app).await,
-        Cmd::Demo { chat } => {
-            let opts = xtask::demo::DemoOptions { chat };
+        Cmd::Demo { chat, web } => {
+            let opts = xtask::demo::DemoOptions { chat, web };
+            if web {
+                // The demo waits for Ctrl-C itself and stops the stack gracefully.
+                return xtask::demo::run(&paths, &opts).await;
+            }
             tokio::select! {
                 r = xtask::demo::run(&paths, &opts) => r,
                 () = stack::shutdown_signal() => anyhow::bail!("interrupted"),

@@ -71,6 +71,12 @@ impl Paths {
         self.root.join("contracts/artifacts.json")
     }
 
+    /// The browser tests of the web chat page (a Node project with
+    /// playwright-core only).
+    pub fn web_tests(&self) -> PathBuf {
+        self.root.join("agent/web/tests")
+    }
+
     pub fn cdk(&self) -> PathBuf {
         self.root.join("cdk")
     }

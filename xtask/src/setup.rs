@@ -3,7 +3,10 @@
 //!
 //! - `npm ci` in `local/` (Anvil, solcjs, the x402 facilitator and clients)
 //!   and in `cdk/` when it has a `package.json`;
-//! - a Python venv at `.venv` with `local/requirements.txt` (moto).
+//! - a Python venv at `.venv` with `local/requirements.txt` (moto);
+//! - for the web page's browser tests: `npm ci` in `agent/web/tests`
+//!   (playwright-core, pinned) and Debian's `chromium` package through
+//!   `apt-get` (playwright never downloads a browser here).
 //!
 //! Each install leaves a stamp (a hash of its lock file) beside what it
 //! installed; a matching stamp means "already done".
@@ -45,7 +48,37 @@ fn run_blocking(paths: &Paths) -> Result<()> {
         npm_project(&cdk)?;
     }
     python_venv(paths)?;
+    npm_project(&paths.web_tests())?;
+    chromium()?;
     Ok(())
+}
+
+/// Debian's chromium package, which the browser tests drive.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// `apt-get install -y chromium` unless it is already there. Needs root (CI
+/// runs as root); otherwise it says what to run.
+fn chromium() -> Result<()> {
+    if Path::new(CHROMIUM).exists() {
+        return Ok(());
+    }
+    println!("xtask: apt-get install -y chromium");
+    let installed = run_cmd(Command::new("apt-get").args(["update", "-qq"])).and_then(|()| {
+        run_cmd(
+            Command::new("apt-get")
+                .args([
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "chromium",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    });
+    installed.with_context(|| {
+        format!("{CHROMIUM} is missing and could not be installed: run `sudo apt-get install -y chromium` (the browser tests drive it)")
+    })
 }
 
 fn require_tool(program: &str, arg: &str, what: &str) -> Result<()> {

@@ -87,6 +87,8 @@ impl StackOptions {
 const AWS_REGION: &str = "us-east-1";
 const AWS_ACCESS_KEY_ID: &str = "testing";
 const AWS_SECRET_ACCESS_KEY: &str = "testing";
+/// The moto S3 bucket the stack's own agent keeps its images in.
+pub const IMAGES_BUCKET: &str = "agent-images";
 /// Inherited variables that could point an app at a real AWS account.
 const AWS_LEAKS: &[&str] = &["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"];
 
@@ -242,6 +244,7 @@ impl RunningStack {
             ready_timeout: Duration::from_secs(60),
         };
         stack.start(&moto).await?;
+        create_bucket(&moto_url, IMAGES_BUCKET).await?;
 
         let local = paths.local();
         let results_dir = local.join("gateway-results");
@@ -294,9 +297,16 @@ impl RunningStack {
                 ("IMAGES_DIR", &images_dir.display().to_string()),
             ]));
             stack.app_env.push((AGENT.name, env.clone()));
+            // The stack's own agent keeps its images in moto's S3, so its
+            // answers carry presigned http://127.0.0.1 URLs a browser can
+            // load (a file:// URL it cannot), and serves the web chat page.
+            // Further instances (`start_instance`) keep IMAGES_DIR.
+            env.retain(|(k, _)| k != "IMAGES_DIR");
             env.extend(kv(&[
                 ("AGENT_PORT", &p.agent.to_string()),
                 ("GATEWAY_URL", gateway_url.as_deref().unwrap_or_default()),
+                ("IMAGES_BUCKET", IMAGES_BUCKET),
+                ("AGENT_WEB_UI", "1"),
             ]));
             if stack.start_app(&AGENT, p.agent, &url, env).await? {
                 agent_url = Some(url);
@@ -332,6 +342,7 @@ impl RunningStack {
             ("FAUCET_PRIVATE_KEY", accounts::FAUCET.private_key),
             ("RESULTS_DIR", &results_dir.display().to_string()),
             ("IMAGES_DIR", &images_dir.display().to_string()),
+            ("IMAGES_BUCKET", IMAGES_BUCKET),
             ("LOGS_DIR", &paths.logs().display().to_string()),
         ]);
         if let Some(url) = gateway_url {
@@ -639,4 +650,25 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Creates an S3 bucket in moto (`CreateBucket`, path-style; moto accepts
+/// the unsigned request and answers 200 for a bucket that already exists in
+/// us-east-1).
+async fn create_bucket(moto_url: &str, bucket: &str) -> Result<()> {
+    let resp = reqwest::Client::builder()
+        .no_proxy()
+        .build()?
+        .put(format!("{moto_url}/{bucket}"))
+        .send()
+        .await
+        .with_context(|| format!("creating the S3 bucket {bucket} in moto"))?;
+    if !resp.status().is_success() {
+        bail!(
+            "moto refused to create the S3 bucket {bucket}: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
 }
