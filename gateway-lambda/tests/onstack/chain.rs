@@ -29,23 +29,27 @@ use x402::eip3009::Authorization;
 /// itself to arrange its race.
 pub static MINING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-alloy::sol! {
-    /// The EIP-3009 entry points a buyer can burn a nonce with (the
-    /// `bytes signature` overloads of FiatToken v2.2 and our dev token).
-    #[sol(rpc)]
-    interface IBurn {
-        function cancelAuthorization(address authorizer, bytes32 nonce, bytes signature) external;
-        function transferWithAuthorization(address from, address to, uint256 value,
-            uint256 validAfter, uint256 validBefore, bytes32 nonce, bytes signature) external;
-        function receiveWithAuthorization(address from, address to, uint256 value,
-            uint256 validAfter, uint256 validBefore, bytes32 nonce, bytes signature) external;
-    }
+#[allow(clippy::too_many_arguments)] // generated bindings mirror the ABI
+mod burn_abi {
+    alloy::sol! {
+        /// The EIP-3009 entry points a buyer can burn a nonce with (the
+        /// `bytes signature` overloads of FiatToken v2.2 and our dev token).
+        #[sol(rpc)]
+        interface IBurn {
+            function cancelAuthorization(address authorizer, bytes32 nonce, bytes signature) external;
+            function transferWithAuthorization(address from, address to, uint256 value,
+                uint256 validAfter, uint256 validBefore, bytes32 nonce, bytes signature) external;
+            function receiveWithAuthorization(address from, address to, uint256 value,
+                uint256 validAfter, uint256 validBefore, bytes32 nonce, bytes signature) external;
+        }
 
-    struct CancelAuthorization { address authorizer; bytes32 nonce; }
-    struct ReceiveWithAuthorization {
-        address from; address to; uint256 value; uint256 validAfter; uint256 validBefore; bytes32 nonce;
+        struct CancelAuthorization { address authorizer; bytes32 nonce; }
+        struct ReceiveWithAuthorization {
+            address from; address to; uint256 value; uint256 validAfter; uint256 validBefore; bytes32 nonce;
+        }
     }
 }
+pub use burn_abi::*;
 
 /// How the buyer uses up its own nonce.
 #[derive(Clone, Copy, Debug)]
