@@ -5,7 +5,8 @@
 //! image, completion) and agree with independent truth: the payee is the
 //! seller configured in `stack.env`, the transaction is on chain with one
 //! `Transfer` of the price from the stack's buyer to that seller, its
-//! `AuthorizationUsed` nonce is new, and the image is a PNG on disk.
+//! `AuthorizationUsed` nonce is new, and the image is a PNG (behind the
+//! presigned moto S3 URL the stack's agent answers with, or on disk).
 
 use std::time::Duration;
 
@@ -187,14 +188,28 @@ async fn check_turn(stack: &testkit::Stack, events: &[Value], output: &Value) ->
         url,
         "the final output has the same image"
     );
-    let path = url.strip_prefix("file://").expect("a file URL locally");
-    assert!(
-        std::path::Path::new(path).starts_with(&stack.images_dir),
-        "{path} is under {}",
-        stack.images_dir.display()
-    );
-    let png = std::fs::read(path).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{path}");
+    // The stack's agent keeps images in moto's S3 and answers with presigned
+    // http://127.0.0.1 URLs; an agent on a directory answers with file:// URLs.
+    let png = match url.strip_prefix("file://") {
+        Some(path) => {
+            assert!(
+                std::path::Path::new(path).starts_with(&stack.images_dir),
+                "{path} is under {}",
+                stack.images_dir.display()
+            );
+            std::fs::read(path).unwrap()
+        }
+        None => {
+            assert!(
+                url.starts_with("http://127.0.0.1:"),
+                "a loopback URL: {url}"
+            );
+            let resp = reqwest::get(url).await.unwrap();
+            assert!(resp.status().is_success(), "{url}: {}", resp.status());
+            resp.bytes().await.unwrap().to_vec()
+        }
+    };
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{url}");
     Checked {
         tx,
         nonce: used[0].nonce,
