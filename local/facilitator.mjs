@@ -20,7 +20,7 @@ import { x402Facilitator } from "@x402/core/facilitator";
 import { toFacilitatorEvmSigner } from "@x402/evm";
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { ExactEvmSchemeV1 } from "@x402/evm/exact/v1/facilitator";
-import { createWalletClient, defineChain, http, nonceManager, publicActions } from "viem";
+import { createWalletClient, defineChain, http, publicActions } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 
 // Anvil dev account #0 ("test test ... junk"): a public key, for local use only.
@@ -46,12 +46,27 @@ const chain = defineChain({
   contracts: { multicall3: { address: "0xcA11bde05977b3631167028862bE2a173976CA11" } },
 });
 
-// The nonce manager hands out account nonces locally, so concurrent /settle
-// calls do not race each other to the same `eth_getTransactionCount`.
-const account = privateKeyToAccount(process.env.FACILITATOR_PRIVATE_KEY ?? ANVIL_ACCOUNT_0_KEY, {
-  nonceManager,
-});
-const client = createWalletClient({ account, chain, transport: http(rpcUrl) }).extend(publicActions);
+const account = privateKeyToAccount(process.env.FACILITATOR_PRIVATE_KEY ?? ANVIL_ACCOUNT_0_KEY);
+// Anvil mines a transaction just after `eth_sendRawTransaction` answers, so a
+// receipt is often missing at the first look: poll every 50 ms, not viem's
+// 4 s default for HTTP (which made such settlements take 4 s).
+const client = createWalletClient({ account, chain, transport: http(rpcUrl), pollingInterval: 50 }).extend(
+  publicActions,
+);
+
+// Settlements go out one at a time from the one settler account: each takes
+// its account nonce from the chain (`pending`) and is sent before the next one
+// asks. viem's local nonceManager is not used: it resets on any failed send
+// (a settlement whose gas estimate reverts, e.g. a burnt or already-used
+// authorization), and a concurrent settlement then fetched a nonce an
+// in-flight one already held, failing with `invalid_exact_evm_transaction_failed`.
+// Only submission is serialized; receipts are still awaited concurrently.
+let submitting = Promise.resolve();
+function oneAtATime(submit) {
+  const sent = submitting.then(submit, submit);
+  submitting = sent.catch(() => {});
+  return sent;
+}
 
 const signer = toFacilitatorEvmSigner(
   {
@@ -59,8 +74,8 @@ const signer = toFacilitatorEvmSigner(
     getCode: (args) => client.getCode(args),
     readContract: (args) => client.readContract({ ...args, args: args.args ?? [] }),
     verifyTypedData: (args) => client.verifyTypedData(args),
-    writeContract: (args) => client.writeContract({ ...args, args: args.args ?? [] }),
-    sendTransaction: (args) => client.sendTransaction(args),
+    writeContract: (args) => oneAtATime(() => client.writeContract({ ...args, args: args.args ?? [] })),
+    sendTransaction: (args) => oneAtATime(() => client.sendTransaction(args)),
     waitForTransactionReceipt: (args) => client.waitForTransactionReceipt(args),
   },
   { confirmationTimeoutMs: 30_000 },
@@ -138,7 +153,10 @@ async function route(req) {
   if (req.method === "POST" && path === "/settle") {
     const { paymentPayload, paymentRequirements } = paymentOf(await readJson(req));
     const r = await facilitator.settle(paymentPayload, paymentRequirements);
-    const outcome = r.success ? `tx=${r.transaction}` : `failed=${oneLine(r.errorReason)}`;
+    // `errorMessage` (the chain's or RPC's own words) is what explains a
+    // generic `invalid_exact_evm_transaction_failed`; it never holds the signature.
+    const detail = r.errorMessage ? ` message=${oneLine(r.errorMessage)}` : "";
+    const outcome = r.success ? `tx=${r.transaction}` : `failed=${oneLine(r.errorReason)}${detail}`;
     return { status: 200, body: r, note: `${describe(paymentPayload, paymentRequirements)} ${outcome}` };
   }
   return { status: 404, body: { error: `no route ${req.method} ${path}` }, note: "" };

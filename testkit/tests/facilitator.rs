@@ -277,3 +277,53 @@ async fn concurrent_settlements_all_land() -> Result<()> {
     }
     Ok(())
 }
+
+/// Settlements sent together with ones that fail before any transaction is
+/// sent (a v1 replay of a used authorization: its gas estimate reverts) all
+/// land. A failed send must not hand a concurrent settlement a nonce an
+/// in-flight one already holds (viem's nonce manager did, after its reset).
+#[tokio::test]
+async fn settlements_beside_reverting_ones_all_land() -> Result<()> {
+    let stack = Stack::load()?;
+    let facilitator = stack.facilitator();
+    let amount = Usdc::from_atomic(AMOUNT);
+    for round in 0..3 {
+        let seller = PrivateKeySigner::random().address();
+        let mut good = Vec::new();
+        let mut replays = Vec::new();
+        for i in 0..4u8 {
+            let buyer = stack.fresh_wallet(2_000_000).await?;
+            good.push(payment(&stack, 1 + i % 2, &buyer, seller, amount).await?);
+            let used = payment(&stack, 1, &buyer, seller, amount).await?;
+            let first = facilitator.settle(&used.0, &used.1).await?;
+            ensure!(first.success, "setting up a used authorization: {first:?}");
+            replays.push(used);
+        }
+        let before = stack.usdc_balance(seller).await?;
+        // Interleaved: replay, good, replay, good, ...
+        let all: Vec<_> = replays
+            .iter()
+            .zip(&good)
+            .flat_map(|(r, g)| [(r, false), (g, true)])
+            .collect();
+        let results =
+            futures::future::join_all(all.iter().map(|((p, r), _)| facilitator.settle(p, r))).await;
+        for (r, (_, should_land)) in results.into_iter().zip(&all) {
+            let r = r?;
+            if *should_land {
+                ensure!(r.success, "round {round}: settlement failed: {r:?}");
+            } else {
+                ensure!(
+                    !r.success && r.transaction.is_empty(),
+                    "round {round}: a replay settled: {r:?}"
+                );
+            }
+        }
+        assert_eq!(
+            stack.usdc_balance(seller).await?,
+            before.checked_add(Usdc::from_atomic(AMOUNT * 4)).unwrap(),
+            "round {round}"
+        );
+    }
+    Ok(())
+}
