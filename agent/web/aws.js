@@ -95,6 +95,8 @@ window.chatBackend = (() => {
     sessionStorage.removeItem(KEY.verifier);
     // The code is single-use: keep it out of the address bar and history.
     history.replaceState(null, "", location.pathname);
+    // An old answer (Back into a used callback URL) while signed in: ignore it.
+    if (!state && validToken()) return;
     if (params.has("error")) {
       throw new Error("sign-in failed: " + (params.get("error_description") || params.get("error")));
     }
@@ -148,6 +150,7 @@ window.chatBackend = (() => {
       note.textContent = "Session budget and auto-approve limit: this deployment's settings.";
       money.after(note);
     }
+    const top = document.querySelector("header.top");
     const line = document.createElement("p");
     line.id = "account";
     line.className = "hint";
@@ -155,6 +158,7 @@ window.chatBackend = (() => {
     button.type = "button";
     if (failure) {
       line.textContent = "Not signed in: " + failure.message + ".";
+      if (!config) return top.append(line); // nothing to sign in with
       button.id = "sign-in";
       button.textContent = "Sign in";
       button.addEventListener("click", () => {
@@ -168,7 +172,6 @@ window.chatBackend = (() => {
       button.textContent = "Sign out";
       button.addEventListener("click", signOut);
     }
-    const top = document.querySelector("header.top");
     top.append(line, button);
   }
 
@@ -182,13 +185,17 @@ window.chatBackend = (() => {
     if (r.status === 404) return null;
     try {
       if (!r.ok) throw new Error("this page's config.json could not be read (HTTP " + r.status + ")");
-      config = await r.json();
+      const c = await r.json();
+      for (const k of ["webSocketUrl", "userPoolClientId", "cognitoDomain"]) {
+        if (typeof c[k] !== "string" || !c[k]) throw new Error("this page's config.json has no " + k);
+      }
+      config = c;
       const params = new URLSearchParams(location.search);
       if (params.has("code") || params.has("error")) await finishSignIn(params);
     } catch (e) {
       failure = e instanceof Error ? e : new Error(String(e));
     }
-    if (config) showAccount();
+    showAccount();
     return { wsUrl };
   }
 
