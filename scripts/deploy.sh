@@ -41,3 +41,5 @@ npx cdk bootstrap
 npx cdk deploy --all --require-approval never --outputs-file "$root/.local/cdk-outputs.json" "$@"
 cd "$root"
 scripts/write-env.sh "$root/.local/cdk-outputs.json"
+web="$(grep -E '^WEB_CHAT_URL=' .env | tail -n1 | cut -d= -f2-)"
+echo "deploy: web chat at $web (create a user first: cdk/README.md, \"Signing in to the chat\")"

@@ -23,6 +23,8 @@ const wanted = {
   ImagesBucket: 'IMAGES_BUCKET',
   UserPoolId: 'COGNITO_USER_POOL_ID',
   UserPoolClientId: 'COGNITO_CLIENT_ID',
+  WebChatUrl: 'WEB_CHAT_URL',
+  CognitoDomain: 'COGNITO_DOMAIN',
 };
 const values = {};
 for (const outputs of Object.values(stacks)) {

@@ -3,9 +3,12 @@
 //! Not part of the AgentCore contract, so it is off unless `AGENT_WEB_UI=1`
 //! (the local stack and `cargo xtask demo --web` turn it on). Routes:
 //!
-//! - `GET /`, `GET /assets/app.js`, `GET /assets/style.css`: the page, plain
-//!   HTML/CSS/JS embedded in the binary (`agent/web/`), no build step. It
-//!   talks to this agent's `/ws` (same origin) and reads `/api/status`.
+//! - `GET /`, `GET /assets/app.js`, `GET /assets/aws.js`, `GET /assets/style.css`:
+//!   the page, plain HTML/CSS/JS embedded in the binary (`agent/web/`), no
+//!   build step. It talks to this agent's `/ws` (same origin) and reads
+//!   `/api/status`. (`aws.js` is the page's AWS mode, for the copy the CDK
+//!   app deploys with a `config.json`; here `/config.json` is a 404, so it
+//!   stays idle.)
 //! - `GET /api/status?session_id=..[&budget_usdc=..]`: what the page's budget
 //!   meter and wallet line show: the session's committed spend (every
 //!   prepared payment, settled or not: what the budget counts), the budget
@@ -42,6 +45,7 @@ use crate::{
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
+const AWS_JS: &str = include_str!("../web/aws.js");
 const STYLE_CSS: &str = include_str!("../web/style.css");
 
 /// The page's Content-Security-Policy (see the module docs).
@@ -180,6 +184,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>(ui: WebUi) -> Router<S> {
             get(|| async { page(APP_JS, "text/javascript; charset=utf-8") }),
         )
         .route(
+            "/assets/aws.js",
+            get(|| async { page(AWS_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
             "/assets/style.css",
             get(|| async { page(STYLE_CSS, "text/css; charset=utf-8") }),
         )
@@ -276,10 +284,10 @@ mod tests {
         assert!(!INDEX_HTML.contains("<script>"), "no inline script");
         assert!(!INDEX_HTML.contains("style="), "no inline style");
         assert!(INDEX_HTML.contains(r#"src="/assets/app.js""#));
+        assert!(INDEX_HTML.contains(r#"src="/assets/aws.js""#));
         assert!(INDEX_HTML.contains(r#"href="/assets/style.css""#));
-        assert!(
-            !APP_JS.contains("innerHTML"),
-            "text is never parsed as HTML"
-        );
+        for js in [APP_JS, AWS_JS] {
+            assert!(!js.contains("innerHTML"), "text is never parsed as HTML");
+        }
     }
 }

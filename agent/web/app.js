@@ -6,6 +6,8 @@
 //   server -> text | tool_start | tool_end | quote | payment | image | refusal (progress)
 //   server -> complete {sessionId, response: {output}} | error {message} (end of a turn)
 // and reads /api/status for the budget meter and the wallet line.
+// Deployed on AWS, aws.js (loaded first) supplies the WebSocket API's URL and
+// the user's token instead, and there is no /api/status (see wsUrl).
 // Everything the agent sends is shown as text (textContent), never parsed as HTML.
 "use strict";
 
@@ -108,13 +110,28 @@
     send.disabled = state !== "connected" || inFlight;
   }
 
-  function wsUrl() {
+  // Where to connect and with what token: this agent's /ws, unless aws.js
+  // found the page's config.json (window.chatBackend resolves to null
+  // locally). null = not now (aws.js is sending the browser to sign in).
+  const backend = Promise.resolve(window.chatBackend || null);
+
+  async function wsUrl() {
+    const aws = await backend;
+    if (aws) return aws.wsUrl();
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
   }
 
-  function connect() {
+  async function connect() {
     setConn(everConnected ? "reconnecting" : "connecting", everConnected ? "Reconnecting…" : "Connecting…");
-    const socket = new WebSocket(wsUrl());
+    let url;
+    try {
+      url = await wsUrl();
+    } catch (e) {
+      setConn("disconnected", "Not connected: " + (e.message || e));
+      return;
+    }
+    if (!url) return;
+    const socket = new WebSocket(url);
     ws = socket;
     socket.onopen = () => {
       retryDelay = 500;
@@ -333,6 +350,7 @@
   // ------------------------------------------------------------ status
 
   async function refreshStatus() {
+    if (await backend) return; // on AWS: no /api/status
     const q = new URLSearchParams({ session_id: sessionId });
     const b = budgetInput.value.trim();
     if (b) q.set("budget_usdc", b);

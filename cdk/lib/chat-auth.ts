@@ -14,8 +14,8 @@ export interface ChatAuthProps {
   readonly codeDir: string;
   /** Where the OAuth code flow may return (the web chat's URLs). */
   readonly callbackUrls: string[];
-  /** Hosted sign-in domain prefix (`{prefix}.auth.{region}.amazoncognito.com`); none if unset. */
-  readonly domainPrefix?: string;
+  /** Hosted sign-in domain prefix (`{prefix}.auth.{region}.amazoncognito.com`): the web chat's sign-in page. */
+  readonly domainPrefix: string;
 }
 
 /**
@@ -30,6 +30,8 @@ export interface ChatAuthProps {
 export class ChatAuth extends Construct {
   readonly userPool: cognito.UserPool;
   readonly client: cognito.UserPoolClient;
+  /** The hosted UI (`/oauth2/authorize`, `/oauth2/token`, `/logout`). */
+  readonly domain: cognito.UserPoolDomain;
   readonly function: lambda.Function;
   readonly authorizer: WebSocketLambdaAuthorizer;
 
@@ -81,9 +83,7 @@ export class ChatAuth extends Construct {
       accessTokenValidity: Duration.hours(1),
       refreshTokenValidity: Duration.days(1),
     });
-    if (props.domainPrefix) {
-      this.userPool.addDomain('Domain', { cognitoDomain: { domainPrefix: props.domainPrefix } });
-    }
+    this.domain = this.userPool.addDomain('Domain', { cognitoDomain: { domainPrefix: props.domainPrefix } });
 
     this.function = rustFunction(this, 'Authorizer', {
       codeDir: props.codeDir,

@@ -1,9 +1,10 @@
-import { CfnOutput, CfnResource, Duration, Stack, StackProps } from 'aws-cdk-lib';
+import { CfnOutput, CfnResource, Duration, Fn, Stack, StackProps } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { ChatAuth } from './chat-auth';
+import { ChatSite, cognitoDomainUrl } from './chat-site';
 import { DeployConfig } from './config';
 import { rustFunction, ttlTable } from './common';
 import { ack, nagAccount, nagRegion } from './nag';
@@ -19,12 +20,19 @@ export interface ChatStackProps extends StackProps {
 }
 
 /**
- * Browser chat: WebSocket API (Cognito-signed-in users only, checked at
- * `$connect` by the authorizer) -> Rust chat Lambda -> InvokeAgentRuntime on
- * behalf of that user.
+ * Browser chat: the web page (S3 + CloudFront) signs the user in with
+ * Cognito and opens the WebSocket API (Cognito-signed-in users only, checked
+ * at `$connect` by the authorizer) -> Rust chat Lambda -> InvokeAgentRuntime
+ * on behalf of that user.
+ *
+ * The page and the user pool live in one stack because each names the other:
+ * the app client's callback URL is the distribution's, and the page's
+ * `config.json` names the client. Inside one template there is no cycle
+ * (distribution <- client <- config.json); across two stacks there would be.
  */
 export class ChatStack extends Stack {
   readonly auth: ChatAuth;
+  readonly site: ChatSite;
 
   constructor(scope: Construct, id: string, config: DeployConfig, props: ChatStackProps) {
     super(scope, id, props);
@@ -49,17 +57,11 @@ export class ChatStack extends Stack {
     // GetItem: the user recorded at $connect, for messages that lack the authorizer context.
     connections.grant(fn, 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:GetItem');
 
-    const auth = new ChatAuth(this, 'Auth', {
-      codeDir: config.authorizerCodeDir,
-      callbackUrls: config.chatCallbackUrls,
-      domainPrefix: config.cognitoDomainPrefix,
-    });
-    this.auth = auth;
-
+    // $connect gets its authorizer below, once the user pool (which needs the
+    // page's URL) exists; the page's CSP needs the API's origin first.
     const integration = new WebSocketLambdaIntegration('ChatIntegration', fn);
     const api = new apigwv2.WebSocketApi(this, 'Api', {
       description: 'x402 agent chat',
-      connectRouteOptions: { integration, authorizer: auth.authorizer },
       disconnectRouteOptions: { integration },
       defaultRouteOptions: { integration },
     });
@@ -68,6 +70,30 @@ export class ChatStack extends Stack {
       stageName: STAGE_NAME,
       autoDeploy: true,
       throttle: { rateLimit: 20, burstLimit: 40 },
+    });
+
+    const domainPrefix = config.cognitoDomainPrefix ?? defaultDomainPrefix(this, config.prefix);
+    const site = new ChatSite(this, 'Site', {
+      webDir: config.webDir,
+      connectOrigins: [api.apiEndpoint, cognitoDomainUrl(this, domainPrefix)],
+    });
+    this.site = site;
+
+    const auth = new ChatAuth(this, 'Auth', {
+      codeDir: config.authorizerCodeDir,
+      callbackUrls: [...config.chatCallbackUrls, site.url],
+      domainPrefix,
+    });
+    this.auth = auth;
+    api.addRoute('$connect', { integration, authorizer: auth.authorizer });
+
+    site.deploy({
+      region: this.region,
+      webSocketUrl: stage.url,
+      userPoolId: auth.userPool.userPoolId,
+      userPoolClientId: auth.client.userPoolClientId,
+      cognitoDomain: auth.domain.baseUrl(),
+      scopes: 'openid email',
     });
 
     // InvokeAgentRuntime on this runtime (and its endpoint) only, on behalf of
@@ -115,5 +141,19 @@ export class ChatStack extends Stack {
     new CfnOutput(this, 'ConnectionsTable', { value: connections.tableName });
     new CfnOutput(this, 'UserPoolId', { value: auth.userPool.userPoolId });
     new CfnOutput(this, 'UserPoolClientId', { value: auth.client.userPoolClientId });
+    new CfnOutput(this, 'WebChatUrl', { value: site.url, description: 'the web chat page (sign in with a pool user)' });
+    new CfnOutput(this, 'CognitoDomain', { value: auth.domain.baseUrl(), description: 'Cognito hosted sign-in' });
   }
+}
+
+/**
+ * A Cognito domain prefix when none is configured: the page needs the hosted
+ * UI to sign in, and prefixes are global per region, so the stack's own id
+ * makes it unique (`x402agent-chat-{last 12 hex digits of the stack id}`).
+ * Cognito refuses prefixes with `aws`, `amazon` or `cognito` in them.
+ */
+function defaultDomainPrefix(stack: Stack, prefix: string): string {
+  const base = prefix.toLowerCase().replace(/[^a-z0-9-]/g, '').replace(/aws|amazon|cognito/g, '') || 'chat';
+  const uuid = Fn.select(2, Fn.split('/', stack.stackId));
+  return `${base.slice(0, 30)}-chat-${Fn.select(4, Fn.split('-', uuid))}`;
 }

@@ -5,13 +5,14 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { ack } from './nag';
 
 /** TTL attribute of every table (epoch seconds). */
 export const TTL_ATTRIBUTE = 'expiresAt';
 
 /** A private, encrypted, TLS-only bucket whose objects expire. */
 export function privateBucket(scope: Construct, id: string, expiryDays: number): s3.Bucket {
-  return new s3.Bucket(scope, id, {
+  const bucket = new s3.Bucket(scope, id, {
     blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
     encryption: s3.BucketEncryption.S3_MANAGED,
     enforceSSL: true,
@@ -23,6 +24,12 @@ export function privateBucket(scope: Construct, id: string, expiryDays: number):
     removalPolicy: RemovalPolicy.DESTROY,
     autoDeleteObjects: true,
   });
+  ack(
+    bucket,
+    'AwsSolutions-S1',
+    'Buckets hold short-lived generated images reached only through presigned URLs signed by our roles; enable CloudTrail S3 data events per account if access auditing is required.',
+  );
+  return bucket;
 }
 
 /** An on-demand table keyed by one string attribute, with a TTL. */

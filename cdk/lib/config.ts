@@ -50,8 +50,10 @@ export interface DeployConfig {
   readonly authorizerCodeDir: string;
   /** Where Cognito's OAuth code flow may send a signed-in browser back to. */
   readonly chatCallbackUrls: string[];
-  /** Cognito hosted sign-in domain prefix (globally unique per region); no hosted UI if unset. */
+  /** Cognito hosted sign-in domain prefix (globally unique per region); derived from the stack id if unset. */
   readonly cognitoDomainPrefix?: string;
+  /** The web chat page (`agent/web/`), deployed as is to the chat site's bucket. */
+  readonly webDir: string;
   /** Docker build context of the agent (the repo root, with the Dockerfile). */
   readonly agentContextDir: string;
 }
@@ -122,6 +124,7 @@ export function loadConfig(context: Lookup, env: Lookup, repoRoot: string): Depl
       .map((u) => u.trim())
       .filter((u) => u !== ''),
     cognitoDomainPrefix: get('cognitoDomainPrefix', 'COGNITO_DOMAIN_PREFIX'),
+    webDir: must('webDir', undefined, `${repoRoot}/agent/web`),
     agentContextDir: must('agentContextDir', undefined, repoRoot),
   };
 }

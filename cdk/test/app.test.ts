@@ -91,6 +91,21 @@ function statements(template: Template): Statement[] {
   return out;
 }
 
+/**
+ * A CloudFormation value as one comparable string: `Ref` -> `${Id}`,
+ * `Fn::GetAtt` -> `${Id.Attr}`, `Fn::Join` -> the joined parts, other
+ * functions -> `${Fn(args)}`.
+ */
+function render(v: unknown): string {
+  if (typeof v === 'string' || typeof v === 'number') return String(v);
+  const o = v as Record<string, any>;
+  if ('Ref' in o) return `\${${o.Ref}}`;
+  if ('Fn::GetAtt' in o) return `\${${o['Fn::GetAtt'].join('.')}}`;
+  if ('Fn::Join' in o) return o['Fn::Join'][1].map(render).join(o['Fn::Join'][0]);
+  const [fn, args] = Object.entries(o)[0];
+  return `\${${fn}(${(Array.isArray(args) ? args : [args]).map(render).join(',')})}`;
+}
+
 const actionsOf = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]);
 const resourcesOf = (s: Statement) => (Array.isArray(s.Resource) ? s.Resource : [s.Resource]);
 
@@ -123,7 +138,13 @@ before(() => {
     authorizerCodeDir: placeholderCode('authorizer'),
   };
   cdp = synth({ ...code, signer: 'cdp', gatewayUsesCdp: 'true' });
-  kms = synth({ ...code, signer: 'kms', kmsKeyArn: KMS_KEY, modelId: 'anthropic.claude-3-haiku-20240307-v1:0' });
+  kms = synth({
+    ...code,
+    signer: 'kms',
+    kmsKeyArn: KMS_KEY,
+    modelId: 'anthropic.claude-3-haiku-20240307-v1:0',
+    cognitoDomainPrefix: 'my-chat-test',
+  });
   local = synth({ ...code, signer: 'local' });
 });
 
@@ -307,7 +328,20 @@ describe('chat sign-in', () => {
     const client = (Object.values(chat().findResources('AWS::Cognito::UserPoolClient'))[0] as any).Properties;
     assert.ok(client.ExplicitAuthFlows.includes('ALLOW_USER_SRP_AUTH'));
     assert.ok(!client.ExplicitAuthFlows.includes('ALLOW_USER_PASSWORD_AUTH'));
-    assert.deepEqual(client.CallbackURLs, ['http://localhost:8080/']);
+  });
+
+  it("returns to the configured URLs and to the web chat's own CloudFront URL", () => {
+    const client = (Object.values(chat().findResources('AWS::Cognito::UserPoolClient'))[0] as any).Properties;
+    const site = `https://\${${logicalId('AWS::CloudFront::Distribution')}.DomainName}/`;
+    for (const urls of [client.CallbackURLs, client.LogoutURLs]) {
+      assert.deepEqual(urls.map(render), ['http://localhost:8080/', site]);
+    }
+  });
+
+  it('has a hosted sign-in domain: the configured prefix, else one derived from the stack id', () => {
+    const domain = (Object.values(chat().findResources('AWS::Cognito::UserPoolDomain'))[0] as any).Properties;
+    assert.equal(render(domain.Domain), 'x402agent-chat-${Fn::Select(4,${Fn::Split(-,${Fn::Select(2,${Fn::Split(/,${AWS::StackId})})})})}');
+    kms.templates.chat.hasResourceProperties('AWS::Cognito::UserPoolDomain', { Domain: 'my-chat-test' });
   });
 
   it('lets only administrators create users', () => {
@@ -316,6 +350,145 @@ describe('chat sign-in', () => {
     });
     chat().hasOutput('UserPoolId', {});
     chat().hasOutput('UserPoolClientId', {});
+  });
+});
+
+describe('web chat site', () => {
+  const chat = () => cdp.templates.chat;
+  const only = (type: string): [string, any] => {
+    const all = Object.entries(chat().findResources(type));
+    assert.equal(all.length, 1, `${type}: ${all.map(([id]) => id)}`);
+    return all[0] as [string, any];
+  };
+  const [bucketId, bucket] = [0, 1].map((i) => () => only('AWS::S3::Bucket')[i]) as [() => string, () => any];
+  const distribution = () => only('AWS::CloudFront::Distribution');
+  const deployments = () =>
+    Object.values(chat().findResources('Custom::CDKBucketDeployment')).map((r: any) => r.Properties);
+  /** The staged directory of an asset zip a deployment names. */
+  const stagedDir = (key: string) => {
+    const manifest = JSON.parse(fs.readFileSync(path.join(cdp.outdir, `${cdp.config.prefix}Chat.assets.json`), 'utf8'));
+    return path.join(cdp.outdir, manifest.files[key.replace(/\.zip$/, '')].source.path);
+  };
+
+  it('keeps the page in a private, encrypted, TLS-only bucket without website hosting', () => {
+    const b = bucket().Properties;
+    assert.deepEqual(b.PublicAccessBlockConfiguration, {
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
+    assert.ok(b.BucketEncryption);
+    assert.equal(b.WebsiteConfiguration, undefined);
+    assert.deepEqual(b.OwnershipControls, { Rules: [{ ObjectOwnership: 'BucketOwnerEnforced' }] });
+  });
+
+  it('lets only this distribution read it: origin access control and a SourceArn-bound bucket policy', () => {
+    const [distId, dist] = distribution();
+    const [oacId, oac] = only('AWS::CloudFront::OriginAccessControl');
+    assert.deepEqual(oac.Properties.OriginAccessControlConfig.OriginAccessControlOriginType, 's3');
+    assert.equal(oac.Properties.OriginAccessControlConfig.SigningBehavior, 'always');
+    const [origin, ...more] = dist.Properties.DistributionConfig.Origins;
+    assert.deepEqual(more, []);
+    assert.deepEqual(origin.DomainName, { 'Fn::GetAtt': [bucketId(), 'RegionalDomainName'] });
+    assert.deepEqual(origin.OriginAccessControlId, { 'Fn::GetAtt': [oacId, 'Id'] });
+    assert.ok(!origin.S3OriginConfig?.OriginAccessIdentity, 'no legacy origin access identity');
+    chat().resourceCountIs('AWS::CloudFront::CloudFrontOriginAccessIdentity', 0);
+
+    const [, policy] = only('AWS::S3::BucketPolicy');
+    assert.deepEqual(policy.Properties.Bucket, { Ref: bucketId() });
+    const statements = policy.Properties.PolicyDocument.Statement as any[];
+    const reads = statements.filter(
+      (st) => st.Effect === 'Allow' && actionsOf(st).some((a: string) => /^s3:(\*|Get\*|GetObject)/.test(a)),
+    );
+    assert.equal(reads.length, 1, JSON.stringify(reads));
+    assert.deepEqual(reads[0].Principal, { Service: 'cloudfront.amazonaws.com' });
+    assert.deepEqual(actionsOf(reads[0]), ['s3:GetObject']);
+    assert.equal(
+      render(reads[0].Condition.StringEquals['AWS:SourceArn']),
+      `arn:\${AWS::Partition}:cloudfront::\${AWS::AccountId}:distribution/\${${distId}}`,
+    );
+    // Nobody else is allowed anything by name of everyone.
+    assert.ok(!statements.some((st) => st.Effect === 'Allow' && JSON.stringify(st.Principal).includes('"*"')));
+    assert.ok(
+      statements.some((st) => st.Effect === 'Deny' && st.Condition?.Bool?.['aws:SecureTransport'] === 'false'),
+      'TLS only',
+    );
+  });
+
+  it('serves HTTPS only, index.html at the root, with the security headers', () => {
+    const config = distribution()[1].Properties.DistributionConfig;
+    assert.equal(config.DefaultRootObject, 'index.html');
+    for (const behavior of [config.DefaultCacheBehavior, ...(config.CacheBehaviors ?? [])]) {
+      assert.ok(['redirect-to-https', 'https-only'].includes(behavior.ViewerProtocolPolicy), behavior.ViewerProtocolPolicy);
+      assert.deepEqual(behavior.AllowedMethods, ['GET', 'HEAD']);
+    }
+    const [headersId, headers] = only('AWS::CloudFront::ResponseHeadersPolicy');
+    assert.deepEqual(config.DefaultCacheBehavior.ResponseHeadersPolicyId, { Ref: headersId });
+    const sec = headers.Properties.ResponseHeadersPolicyConfig.SecurityHeadersConfig;
+    assert.ok(sec.StrictTransportSecurity.AccessControlMaxAgeSec >= 31536000);
+    assert.equal(sec.FrameOptions.FrameOption, 'DENY');
+    assert.equal(sec.ReferrerPolicy.ReferrerPolicy, 'no-referrer');
+    assert.ok(sec.ContentTypeOptions.Override);
+    const csp = render(sec.ContentSecurityPolicy.ContentSecurityPolicy);
+    const directives = new Map<string, string>(
+      csp.split(/;\s*/).map((d: string) => [d.split(' ')[0], d.slice(d.indexOf(' ') + 1)] as [string, string]),
+    );
+    assert.equal(directives.get('default-src'), "'none'");
+    assert.equal(directives.get('script-src'), "'self'", 'no inline or remote script');
+    assert.equal(directives.get('frame-ancestors'), "'none'");
+    // The page talks to its own origin, this WebSocket API and this pool's hosted UI, nothing else.
+    const api = Object.keys(chat().findResources('AWS::ApiGatewayV2::Api'))[0];
+    const domain = (Object.values(chat().findResources('AWS::Cognito::UserPoolDomain'))[0] as any).Properties.Domain;
+    assert.equal(
+      directives.get('connect-src'),
+      `'self' \${${api}.ApiEndpoint} https://${render(domain)}.auth.${ENV.region}.amazoncognito.com`,
+    );
+  });
+
+  it('deploys agent/web as is: index.html at the root, the rest under assets/, never tests/', () => {
+    const web = path.join(REPO_ROOT, 'agent', 'web');
+    const assets = deployments().find((d) => d.DestinationBucketKeyPrefix === 'assets/');
+    assert.ok(assets, 'an assets/ deployment');
+    assert.deepEqual(render(assets.DestinationBucketName), `\${${bucketId()}}`);
+    const staged = assets.SourceObjectKeys.flatMap((k: string) => fs.readdirSync(stagedDir(k))).sort();
+    const expected = fs
+      .readdirSync(web)
+      .filter((f) => f !== 'tests' && f !== 'index.html')
+      .sort();
+    assert.deepEqual(staged, expected);
+    assert.ok(staged.includes('app.js') && staged.includes('aws.js') && staged.includes('style.css'), staged.join(','));
+
+    const page = deployments().find((d) => !d.DestinationBucketKeyPrefix);
+    assert.ok(page, 'a root deployment');
+    assert.equal(String(page.Prune), 'false', "the root deployment must not prune the assets'");
+    const files = page.SourceObjectKeys.map((k: string) => fs.readdirSync(stagedDir(k)).sort());
+    assert.deepEqual(files, [['index.html'], ['config.json']]);
+    assert.equal(
+      fs.readFileSync(path.join(stagedDir(page.SourceObjectKeys[0]), 'index.html'), 'utf8'),
+      fs.readFileSync(path.join(web, 'index.html'), 'utf8'),
+    );
+  });
+
+  it("writes config.json from the stack's outputs, and nothing secret", () => {
+    const page = deployments().find((d) => !d.DestinationBucketKeyPrefix);
+    const raw = fs.readFileSync(path.join(stagedDir(page.SourceObjectKeys[1]), 'config.json'), 'utf8');
+    // CDK puts deploy-time values in as markers and substitutes them on upload.
+    const markers = page.SourceMarkers[1] as Record<string, unknown>;
+    const config = JSON.parse(raw, (_k, v) =>
+      typeof v === 'string' ? v.replace(/<<marker:0xbaba:\d+>>/g, (m) => render(markers[m])) : v,
+    );
+    const output = (name: string) => render((chat().toJSON().Outputs as any)[name].Value);
+    assert.deepEqual(config, {
+      region: ENV.region,
+      webSocketUrl: output('WebSocketUrl'),
+      userPoolId: output('UserPoolId'),
+      userPoolClientId: output('UserPoolClientId'),
+      cognitoDomain: output('CognitoDomain'),
+      scopes: 'openid email',
+    });
+    assert.match(config.webSocketUrl, /^wss:\/\/\$\{Api\w+\}\.execute-api\./);
+    assert.ok(!/secret|password|private/i.test(raw));
   });
 });
 
@@ -451,5 +624,7 @@ describe('outputs', () => {
     cdp.templates.agent.hasOutput('ImagesBucket', {});
     cdp.templates.chat.hasOutput('UserPoolId', {});
     cdp.templates.chat.hasOutput('UserPoolClientId', {});
+    cdp.templates.chat.hasOutput('WebChatUrl', {});
+    cdp.templates.chat.hasOutput('CognitoDomain', {});
   });
 });

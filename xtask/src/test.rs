@@ -1,9 +1,9 @@
 //! `cargo xtask test`: the README's test command and what CI runs.
 //!
 //! every step present -> setup -> fmt -> clippy -> build -> stack up ->
-//! cargo test -> cdk tests -> extra checks -> the agent's release build (the
-//! Dockerfile's command), started beside the stack and asked one question ->
-//! stack down. Fails fast; the stack is always torn down. A step whose files
+//! cargo test -> cdk tests -> web page (AWS mode) tests -> extra checks ->
+//! the agent's release build (the Dockerfile's command), started beside the
+//! stack and asked one question -> stack down. Fails fast; the stack is always torn down. A step whose files
 //! are missing fails the run before anything else: no step is skipped
 //! silently.
 //!
@@ -61,6 +61,7 @@ pub fn required_files(paths: &Paths) -> Vec<PathBuf> {
     vec![
         paths.cdk().join("package.json"),
         paths.cdk().join("test"),
+        paths.web_tests().join("package.json"),
         paths.root.join("scripts/lint-dockerfile.sh"),
         paths.root.join("Dockerfile"),
     ]
@@ -102,6 +103,14 @@ pub fn stack_checks(paths: &Paths, stack: &RunningStack) -> Vec<Check> {
         )
         .env("STACK_ENV", env_file.clone()),
         Check::new("cdk: npm test", "npm", &["test"], &paths.cdk()).env("STACK_ENV", env_file),
+        // The deployed page's sign-in and WebSocket API in Chromium, against
+        // local stand-ins (needs no stack; the agent's own page is in cargo test).
+        Check::new(
+            "web page, AWS mode: npm test",
+            "npm",
+            &["test"],
+            &paths.web_tests(),
+        ),
     ];
     checks.extend(extra_checks(paths));
     checks
