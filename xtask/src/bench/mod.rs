@@ -229,7 +229,21 @@ async fn measure(paths: &Paths, stack: &mut RunningStack, opts: &BenchOptions) -
     )
     .await?;
     ensure!(!paid(&first), "consent path paid without consent: {first}");
-    let second = invoke(&http, &consent_agent, &s, "yes, go ahead").await?;
+    // The user's approval arrives as data (never as chat text).
+    let request_id = first["output"]["quotes"]
+        .as_array()
+        .and_then(|q| q.iter().rev().find(|q| q["needs_approval"] == true))
+        .and_then(|q| q["request_id"].as_str())
+        .with_context(|| format!("consent path: no quote to approve in {first}"))?
+        .to_owned();
+    let resp = http
+        .post(format!("{consent_agent}/invocations"))
+        .header("x-amzn-bedrock-agentcore-runtime-session-id", &s)
+        .json(&json!({"approve": {"request_id": request_id, "approved": true}}))
+        .send()
+        .await?;
+    ensure!(resp.status().is_success(), "approval answered {}", resp.status());
+    let second: Value = resp.json().await.context("agent answer is not JSON")?;
     ensure!(
         paid(&second),
         "consent path did not pay after consent: {second}"
