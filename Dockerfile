@@ -42,7 +42,10 @@ FROM --platform=linux/arm64 gcr.io/distroless/cc-debian12:nonroot AS runtime
 # distroless `nonroot`: uid/gid 65532, no shell, CA certificates included.
 COPY --from=builder /agent /usr/local/bin/agent
 USER 65532:65532
-ENV AGENT_PORT=8080 \
+# AgentCore reaches the container on 0.0.0.0:8080; the agent's own default is
+# 127.0.0.1 (a developer's agent is not reachable from the network).
+ENV AGENT_HOST=0.0.0.0 \
+    AGENT_PORT=8080 \
     RUST_LOG=info
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/agent"]

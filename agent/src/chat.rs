@@ -6,6 +6,11 @@
 //! sees what the agent does with their money while it does it. One session
 //! id is kept for the whole chat (`--session` to resume one).
 //!
+//! When a quote above the auto-approve limit arrives (`quote` event with
+//! `needs_approval`), the chat asks `Pay ... ? [y/N]` on the terminal and
+//! sends the answer as data (`{"approve": {"request_id", "approved"}}`):
+//! typing "yes" as a chat message approves nothing.
+//!
 //! The SSE reader is written by hand (about thirty lines, [`SseParser`]):
 //! the agent's own stream is the only input, one `data:` line per event, and
 //! a full client library would add nothing but weight.
@@ -15,7 +20,7 @@ use std::io::Write as _;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
-use crate::events::{AgentEvent, ToolStatus};
+use crate::events::{AgentEvent, QuoteInfo, ToolStatus};
 
 /// Options of the `chat` subcommand.
 #[derive(Debug, Clone)]
@@ -62,52 +67,89 @@ pub async fn run(opts: ChatOptions) -> Result<(), ChatError> {
             break;
         }
         let mut body = json!({"input": {"prompt": prompt}, "session_id": session});
-        if let Some(b) = &opts.session_budget_usdc {
-            body["session_budget_usdc"] = json!(b);
-        }
-        let res = http
-            .post(&url)
-            .header("accept", "text/event-stream")
-            .json(&body)
-            .send()
-            .await
-            .map_err(|source| ChatError::Connect {
-                url: opts.url.clone(),
-                source,
-            })?;
-        if !res.status().is_success() {
-            let status = res.status();
-            let text = res.text().await.unwrap_or_default();
-            let msg = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_owned))
-                .unwrap_or(text);
-            println!("[error] {status}: {msg}");
-            continue;
-        }
-        print!("agent> ");
-        flush();
-        let mut parser = SseParser::default();
-        let mut stream = res.bytes_stream();
-        let mut ended = false;
-        while let Some(chunk) = stream.next().await {
-            let Ok(chunk) = chunk else {
-                println!("\n[error] the connection to the agent broke");
+        // Each turn may end on quotes that need the user's approval: ask,
+        // and send each answer as data, which continues the purchase.
+        loop {
+            if let Some(b) = &opts.session_budget_usdc {
+                body["session_budget_usdc"] = json!(b);
+            }
+            let pending = stream_turn(&http, &url, &opts.url, &body).await?;
+            let Some(quote) = pending.into_iter().last() else {
                 break;
             };
-            for data in parser.push(&chunk) {
-                if let Some((text, last)) = render(&data) {
-                    print!("{text}");
-                    flush();
-                    ended |= last;
-                }
-            }
-        }
-        if !ended {
-            println!("\n[error] the agent ended the stream without an answer");
+            print!(
+                "\nPay {} USDC to {} on {} for {}? [y/N] ",
+                quote.amount, quote.pay_to, quote.network, quote.description
+            );
+            flush();
+            let answer = read_line().await?.unwrap_or_default();
+            let approved = matches!(answer.trim().to_lowercase().as_str(), "y" | "yes");
+            body = json!({
+                "approve": {"request_id": quote.request_id, "approved": approved},
+                "session_id": session,
+            });
         }
     }
     Ok(())
+}
+
+/// Sends one invocation and prints its stream; returns the quotes that
+/// wait for the user's approval.
+async fn stream_turn(
+    http: &reqwest::Client,
+    url: &str,
+    base: &str,
+    body: &Value,
+) -> Result<Vec<QuoteInfo>, ChatError> {
+    let res = http
+        .post(url)
+        .header("accept", "text/event-stream")
+        .json(body)
+        .send()
+        .await
+        .map_err(|source| ChatError::Connect {
+            url: base.to_owned(),
+            source,
+        })?;
+    if !res.status().is_success() {
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        let msg = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(text);
+        println!("[error] {status}: {msg}");
+        return Ok(Vec::new());
+    }
+    print!("agent> ");
+    flush();
+    let mut parser = SseParser::default();
+    let mut stream = res.bytes_stream();
+    let mut ended = false;
+    let mut pending = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            println!("\n[error] the connection to the agent broke");
+            break;
+        };
+        for data in parser.push(&chunk) {
+            if let Ok(AgentEvent::Quote(q)) = serde_json::from_str::<AgentEvent>(&data)
+                && q.needs_approval
+            {
+                pending.retain(|p: &QuoteInfo| p.request_id != q.request_id);
+                pending.push(q);
+            }
+            if let Some((text, last)) = render(&data) {
+                print!("{text}");
+                flush();
+                ended |= last;
+            }
+        }
+    }
+    if !ended {
+        println!("\n[error] the agent ended the stream without an answer");
+    }
+    Ok(pending)
 }
 
 /// One line of standard input (`None` at end of input), read on a blocking
@@ -133,6 +175,21 @@ pub fn render(data: &str) -> Option<(String, bool)> {
     };
     Some(match event {
         AgentEvent::Text { delta } => (delta, false),
+        AgentEvent::Quote(q) => (
+            format!(
+                "  [quote] {} USDC to {} for {}{}\n",
+                q.amount,
+                q.pay_to,
+                q.description,
+                if q.needs_approval {
+                    " (needs your approval)"
+                } else {
+                    ""
+                }
+            ),
+            false,
+        ),
+        AgentEvent::Refusal(r) => (format!("  [refused] {}: {}\n", r.rule, r.message), false),
         AgentEvent::ToolStart { name, .. } => (format!("\n  [tool] {name} ...\n"), false),
         AgentEvent::ToolEnd {
             name,

@@ -34,12 +34,20 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 pub const DEFAULT_PRESIGN_EXPIRY_SECONDS: u64 = 3600;
 /// AgentCore Memory actor used when the caller sends no user id.
 pub const DEFAULT_ACTOR_ID: &str = "default";
+/// What one user may commit per UTC day, across all their sessions.
+pub const DEFAULT_USER_DAILY_CAP: Usdc = Usdc::from_atomic(10_000_000);
+/// What the wallet may commit per UTC day, across all users.
+pub const DEFAULT_WALLET_DAILY_CAP: Usdc = Usdc::from_atomic(100_000_000);
+/// How long a quote (and so an approval of it) stays valid.
+pub const DEFAULT_QUOTE_TTL_SECONDS: u64 = 300;
 
 /// Everything the running agent needs, already validated.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub server: ServerConfig,
     pub sessions: SessionsConfig,
+    /// Session owners and daily-cap counters.
+    pub access: AccessConfig,
     pub chain: ChainConfig,
     /// `GATEWAY_URL`: base URL of the x402 seller (`{GATEWAY_URL}/generate_image`).
     /// `None` when unset: the agent still chats, but buys nothing (the image
@@ -56,7 +64,8 @@ pub struct Config {
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// `AGENT_HOST`, default `0.0.0.0` (AgentCore's contract).
+    /// `AGENT_HOST`, default `127.0.0.1`: a local agent is not reachable
+    /// from the network. The Dockerfile sets `0.0.0.0` (AgentCore's contract).
     pub host: IpAddr,
     /// `AGENT_PORT`, default 8080.
     pub port: u16,
@@ -70,6 +79,19 @@ pub struct ServerConfig {
     /// `AGENT_WEB_UI` (`1`/`true`), default off: also serve the web chat page
     /// at `/` ([`crate::web`]); not part of the AgentCore contract.
     pub web_ui: bool,
+    /// `AGENT_ALLOWED_ORIGINS` (comma-separated, e.g. `http://localhost:5173`):
+    /// browser origins allowed besides the agent's own
+    /// (`http://127.0.0.1:<port>`, `http://localhost:<port>`). Default none.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Where session owners and the daily-cap counters live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessConfig {
+    /// `AGENT_STATE_TABLE` set: a DynamoDB table shared by all runtime sessions.
+    DynamoDb { table: String },
+    /// Otherwise: a file under `AGENT_STATE_DIR` (default `.local/agent-state`).
+    Local { dir: PathBuf },
 }
 
 /// Where session state lives.
@@ -107,6 +129,15 @@ pub struct MoneyConfig {
     /// `MAX_SESSION_BUDGET_USDC`, default 10.00: the highest budget a caller
     /// may request per invocation (`session_budget_usdc`); above it, 400.
     pub max_session_budget: Usdc,
+    /// `USER_DAILY_CAP_USDC`, default 10.00: what one user may commit per
+    /// UTC day across all their sessions.
+    pub user_daily_cap: Usdc,
+    /// `WALLET_DAILY_CAP_USDC`, default 100.00: what the wallet may commit
+    /// per UTC day across all users.
+    pub wallet_daily_cap: Usdc,
+    /// `QUOTE_TTL_SECONDS`, default 300: how long a quote that needs the
+    /// user's approval, and the approval itself, stay valid.
+    pub quote_ttl_seconds: u64,
 }
 
 /// A secret setting: by value (local) or by Secrets Manager ARN (AWS).
@@ -234,7 +265,7 @@ impl Config {
         };
 
         let server = ServerConfig {
-            host: r.parse_or("AGENT_HOST", IpAddr::from([0, 0, 0, 0])),
+            host: r.parse_or("AGENT_HOST", IpAddr::from([127, 0, 0, 1])),
             port: r.parse_or("AGENT_PORT", DEFAULT_PORT),
             max_prompt_chars: r.positive("MAX_PROMPT_CHARS", DEFAULT_MAX_PROMPT_CHARS),
             max_body_bytes: r.positive("MAX_REQUEST_BYTES", DEFAULT_MAX_BODY_BYTES),
@@ -242,6 +273,7 @@ impl Config {
                 .opt("AGENT_ACTOR_ID")
                 .unwrap_or_else(|| DEFAULT_ACTOR_ID.into()),
             web_ui: r.flag("AGENT_WEB_UI"),
+            allowed_origins: r.origins("AGENT_ALLOWED_ORIGINS"),
         };
         if !crate::session::ids::is_valid_client_id(&server.default_actor_id) {
             r.problem("AGENT_ACTOR_ID must be 1-256 letters, digits, '-', '_', '.' or ':'");
@@ -253,6 +285,16 @@ impl Config {
                 dir: r
                     .opt("SESSIONS_DIR")
                     .unwrap_or_else(|| ".local/sessions".into())
+                    .into(),
+            },
+        };
+
+        let access = match r.opt("AGENT_STATE_TABLE") {
+            Some(table) => AccessConfig::DynamoDb { table },
+            None => AccessConfig::Local {
+                dir: r
+                    .opt("AGENT_STATE_DIR")
+                    .unwrap_or_else(|| ".local/agent-state".into())
                     .into(),
             },
         };
@@ -294,6 +336,9 @@ impl Config {
             session_budget: r.parse_or("SESSION_BUDGET_USDC", DEFAULT_SESSION_BUDGET),
             auto_approve_max: r.parse_or("AUTO_APPROVE_MAX_USDC", DEFAULT_AUTO_APPROVE_MAX),
             max_session_budget: r.parse_or("MAX_SESSION_BUDGET_USDC", DEFAULT_MAX_SESSION_BUDGET),
+            user_daily_cap: r.parse_or("USER_DAILY_CAP_USDC", DEFAULT_USER_DAILY_CAP),
+            wallet_daily_cap: r.parse_or("WALLET_DAILY_CAP_USDC", DEFAULT_WALLET_DAILY_CAP),
+            quote_ttl_seconds: r.positive("QUOTE_TTL_SECONDS", DEFAULT_QUOTE_TTL_SECONDS),
         };
         if money.session_budget > money.max_session_budget {
             r.problem(format!(
@@ -345,6 +390,7 @@ impl Config {
             Ok(Config {
                 server,
                 sessions,
+                access,
                 chain,
                 gateway_url: gateway_url.map(|u| u.trim_end_matches('/').to_owned()),
                 money,
@@ -397,6 +443,31 @@ impl Reader<'_> {
                 false
             }
         }
+    }
+
+    /// A comma-separated list of browser origins (`scheme://host[:port]`).
+    fn origins(&mut self, key: &str) -> Vec<String> {
+        let Some(list) = self.opt(key) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for o in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let o = o.trim_end_matches('/');
+            match reqwest::Url::parse(o) {
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.has_host()
+                        && u.path() == "/"
+                        && u.query().is_none() =>
+                {
+                    out.push(u.origin().ascii_serialization());
+                }
+                _ => self.problem(format!(
+                    "{key}: {o:?} is not an origin like https://chat.example.com or http://localhost:5173"
+                )),
+            }
+        }
+        out
     }
 
     fn required(&mut self, key: &str, what: &str) -> String {
@@ -570,7 +641,21 @@ mod tests {
     fn minimal_local_config_gets_documented_defaults() {
         let c = cfg(&minimal()).unwrap();
         assert_eq!(c.server.port, 8080);
-        assert_eq!(c.server.host.to_string(), "0.0.0.0");
+        assert_eq!(
+            c.server.host.to_string(),
+            "127.0.0.1",
+            "a local agent listens on loopback only"
+        );
+        assert!(c.server.allowed_origins.is_empty());
+        assert_eq!(c.money.user_daily_cap.to_string(), "10.00");
+        assert_eq!(c.money.wallet_daily_cap.to_string(), "100.00");
+        assert_eq!(c.money.quote_ttl_seconds, 300);
+        assert_eq!(
+            c.access,
+            AccessConfig::Local {
+                dir: ".local/agent-state".into()
+            }
+        );
         assert!(!c.server.web_ui, "the web page is off unless asked for");
         assert_eq!(c.money.session_budget.to_string(), "1.00");
         assert_eq!(c.money.auto_approve_max, Usdc::from_atomic(100_000));
@@ -717,5 +802,39 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn hosts_origins_caps_and_state_table() {
+        let mut env = minimal();
+        env.extend([
+            ("AGENT_HOST", "0.0.0.0"),
+            (
+                "AGENT_ALLOWED_ORIGINS",
+                "http://localhost:5173/, https://chat.example.com",
+            ),
+            ("USER_DAILY_CAP_USDC", "2.50"),
+            ("WALLET_DAILY_CAP_USDC", "20"),
+            ("AGENT_STATE_TABLE", "agent-state"),
+        ]);
+        let c = cfg(&env).unwrap();
+        assert_eq!(c.server.host.to_string(), "0.0.0.0");
+        assert_eq!(
+            c.server.allowed_origins,
+            ["http://localhost:5173", "https://chat.example.com"]
+        );
+        assert_eq!(c.money.user_daily_cap, Usdc::from_atomic(2_500_000));
+        assert_eq!(c.money.wallet_daily_cap, Usdc::from_atomic(20_000_000));
+        assert_eq!(
+            c.access,
+            AccessConfig::DynamoDb {
+                table: "agent-state".into()
+            }
+        );
+        let mut env = minimal();
+        env.push(("AGENT_ALLOWED_ORIGINS", "*, http://x.example/path"));
+        let text = cfg(&env).unwrap_err().to_string();
+        assert!(text.contains("\"*\" is not an origin"), "{text}");
+        assert!(text.contains("\"http://x.example/path\" is not an origin"), "{text}");
     }
 }

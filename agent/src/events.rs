@@ -24,9 +24,52 @@ pub struct PaymentReceipt {
     pub resource: String,
 }
 
+/// A seller's price for something the agent is about to buy: what a client
+/// needs to show the user, and to ask them when `needs_approval` is true.
+///
+/// Approval protocol: above the auto-approve limit the agent stops and emits
+/// this with `needs_approval: true`. The caller answers *as data* (never as
+/// chat text): `{"approve": {"request_id", "approved": true|false}}` in an
+/// `/invocations` body (with or without a prompt), or
+/// `{"type": "approve", "request_id", "approved"}` on `/ws`. An approval
+/// covers exactly this `request_id`, at most this `amount`, until
+/// `expires_at`; the agent then pays and continues the turn itself. Quotes
+/// within the limit are emitted too, with `needs_approval: false`, so
+/// clients can show what is bought.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuoteInfo {
+    pub request_id: String,
+    /// Decimal USDC, e.g. "0.04".
+    pub amount: x402::Usdc,
+    pub pay_to: String,
+    pub asset: String,
+    pub network: String,
+    /// What is bought, e.g. `image: a castle at dawn`.
+    pub description: String,
+    /// Unix seconds: the quote, and an approval of it, are void from then on.
+    pub expires_at: u64,
+    pub needs_approval: bool,
+}
+
+/// A payment the agent refused, in code: the rule, the amount and the limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalInfo {
+    pub request_id: String,
+    /// Stable rule name, e.g. `session_budget`, `user_daily_cap`,
+    /// `wallet_daily_cap`, `approval_required`, `quote_expired`, `pay_to`.
+    pub rule: String,
+    pub amount: Option<x402::Usdc>,
+    pub limit: Option<x402::Usdc>,
+    pub message: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentEvent {
+    /// A price, before paying (see [`QuoteInfo`]).
+    Quote(QuoteInfo),
+    /// A payment refused by the agent's rules.
+    Refusal(RefusalInfo),
     /// A piece of assistant text.
     Text {
         delta: String,
@@ -82,6 +125,13 @@ pub struct Output {
     /// them; the offline model estimates). Absent in older outputs.
     #[serde(default)]
     pub usage: TurnUsage,
+    /// Quotes of this turn (the same as the `quote` events): a JSON-mode
+    /// client finds here the `request_id` to approve.
+    #[serde(default)]
+    pub quotes: Vec<QuoteInfo>,
+    /// Payments refused in this turn (the same as the `refusal` events).
+    #[serde(default)]
+    pub refusals: Vec<RefusalInfo>,
 }
 
 /// Model calls and tokens of one turn.

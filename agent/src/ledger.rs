@@ -8,9 +8,9 @@
 //! session store *before* the next one starts:
 //!
 //! ```text
-//!  New ──quote──▶ Quoted ──make_payment (user said yes)──▶ Consented
-//!                   │  (within auto-approve)                   │
-//!                   └──────────────┬───────────────────────────┘
+//!  New ──quote──▶ Quoted ──approve (from the caller, as data)──▶ Approved
+//!                   │  (within auto-approve)                     │
+//!                   └──────────────┬─────────────────────────────┘
 //!                                  ▼
 //!              Prepared  (signed authorization persisted, nothing sent yet)
 //!                                  │  send; on any doubt re-send the SAME payment
@@ -23,8 +23,8 @@
 //!   it is sent. After a crash, timeout or retry the same authorization is
 //!   re-sent: it carries one nonce, the token honours a nonce once, and the
 //!   gateway answers a repeated payment with the content it already sold.
-//!   A new authorization is only ever signed for a request in `Quoted` or
-//!   `Consented` state.
+//!   A new authorization is only ever signed for a request in `Quoted`
+//!   state (approved, or within the auto-approve limit).
 //! - **Never lose paid content.** `Paid` and `Stored` are separate steps; a
 //!   request stuck in `Prepared` or `Paid` is finished by re-sending.
 //! - **Never exceed the budget.** [`committed_spend`] counts every prepared
@@ -35,13 +35,22 @@
 //!   the same rule the client applies again at signing time); the model
 //!   supplies none of them (tool arguments cannot name a payee, an amount or a
 //!   budget).
-//! - **Consent comes from the user.** [`consent`] is refused in the same turn
-//!   as the quote: the user must have answered in a new message.
+//! - **Consent comes from the user, bound to the quote.** Above the
+//!   auto-approve limit a payment needs an [`Approval`] that arrived from the
+//!   caller as data (the `approve` field of `/invocations`, an `approve`
+//!   message on `/ws`, the terminal chat's y/n), never from model text:
+//!   [`approve`] records it for exactly one quoted request, for at most its
+//!   quoted amount, and only until the quote expires. A re-quote at a higher
+//!   price, another request id or an expired quote is not covered. The
+//!   model's `make_payment` only checks for such an approval
+//!   ([`check_approved`]); it can record none. Caps across sessions (per user
+//!   and per wallet, per day) are reserved atomically just before signing:
+//!   see [`crate::access`].
 
 use alloy::primitives::Address;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tools::policy::{self, Limits, PaymentPolicy, PolicyRefusal};
+use tools::policy::{self, Limits, PaymentPolicy, PolicyRefusal, caps::CapRefusal};
 use x402::{Network, Usdc, catalog::ImageRequest};
 
 use crate::events::PaymentReceipt;
@@ -69,12 +78,29 @@ pub enum LedgerEntry {
         turn_id: String,
         request: ImageRequest,
         quote: Quote,
+        /// Unix seconds after which neither this quote nor an approval of
+        /// it may be paid (0 in ledgers written before quotes expired).
+        #[serde(default)]
+        expires_at: u64,
     },
+    /// Legacy: consent the model recorded through `make_payment`. Kept so old
+    /// ledgers still load; no longer honoured (consent must come from the
+    /// user, as data: [`LedgerEntry::Approved`]).
     Consented {
         request_id: String,
         turn_id: String,
         amount: Usdc,
     },
+    /// The user approved paying up to `amount` for this request, as data
+    /// from their client, valid until `expires_at` (the quote's expiry).
+    Approved {
+        request_id: String,
+        turn_id: String,
+        amount: Usdc,
+        expires_at: u64,
+    },
+    /// The user declined this request.
+    Declined { request_id: String, turn_id: String },
     Prepared {
         request_id: String,
         payment: PreparedPayment,
@@ -97,6 +123,8 @@ impl LedgerEntry {
         match self {
             LedgerEntry::Quoted { request_id, .. }
             | LedgerEntry::Consented { request_id, .. }
+            | LedgerEntry::Approved { request_id, .. }
+            | LedgerEntry::Declined { request_id, .. }
             | LedgerEntry::Prepared { request_id, .. }
             | LedgerEntry::Paid { request_id, .. }
             | LedgerEntry::Stored { request_id, .. }
@@ -118,6 +146,15 @@ impl LedgerEntry {
                 turn_id,
                 ..
             } => format!("ledger:{request_id}:consented:{turn_id}"),
+            LedgerEntry::Approved {
+                request_id,
+                turn_id,
+                ..
+            } => format!("ledger:{request_id}:approved:{turn_id}"),
+            LedgerEntry::Declined {
+                request_id,
+                turn_id,
+            } => format!("ledger:{request_id}:declined:{turn_id}"),
             LedgerEntry::Prepared { request_id, .. } => format!("ledger:{request_id}:prepared"),
             LedgerEntry::Paid { request_id, .. } => format!("ledger:{request_id}:paid"),
             LedgerEntry::Stored { request_id, .. } => format!("ledger:{request_id}:stored"),
@@ -143,8 +180,10 @@ pub enum RequestState {
         request: ImageRequest,
         quote: Quote,
         quoted_in: String,
-        /// Amount the user consented to, if any.
-        consent: Option<Usdc>,
+        /// When the latest quote expires (unix seconds).
+        expires_at: u64,
+        /// The user's approval, if any (bound to its own amount and expiry).
+        approval: Option<Approval>,
     },
     Prepared {
         request: ImageRequest,
@@ -179,19 +218,21 @@ pub fn request_state(entries: &[LedgerEntry], request_id: &str) -> RequestState 
                     request: r,
                     quote,
                     turn_id,
+                    expires_at,
                     ..
                 },
             ) => {
                 request = Some(r.clone());
-                let consent = match s {
-                    RequestState::Quoted { consent, .. } => consent,
+                let approval = match s {
+                    RequestState::Quoted { approval, .. } => approval,
                     _ => None,
                 };
                 RequestState::Quoted {
                     request: r.clone(),
                     quote: quote.clone(),
                     quoted_in: turn_id.clone(),
-                    consent,
+                    expires_at: *expires_at,
+                    approval,
                 }
             }
             (
@@ -199,14 +240,37 @@ pub fn request_state(entries: &[LedgerEntry], request_id: &str) -> RequestState 
                     request,
                     quote,
                     quoted_in,
+                    expires_at: quote_expiry,
                     ..
                 },
-                LedgerEntry::Consented { amount, .. },
+                LedgerEntry::Approved {
+                    amount, expires_at, ..
+                },
             ) => RequestState::Quoted {
                 request,
                 quote,
                 quoted_in,
-                consent: Some(*amount),
+                expires_at: quote_expiry,
+                approval: Some(Approval {
+                    amount: *amount,
+                    expires_at: *expires_at,
+                }),
+            },
+            (
+                RequestState::Quoted {
+                    request,
+                    quote,
+                    quoted_in,
+                    expires_at,
+                    ..
+                },
+                LedgerEntry::Declined { .. },
+            ) => RequestState::Quoted {
+                request,
+                quote,
+                quoted_in,
+                expires_at,
+                approval: None,
             },
             (
                 RequestState::New | RequestState::Quoted { .. },
@@ -332,11 +396,69 @@ pub enum Refusal {
     #[error("there is no quote for request {0}; call generate_image or estimate_image_cost first")]
     NoQuote(String),
     #[error(
-        "the user has not confirmed yet: ask them and call make_payment after they agree in a new message"
+        "approval required: paying {amount} USDC for request {request_id} is above the auto-approve limit of {limit} USDC and the user has not approved it. Tell the user the price; they approve in their app (not by chat text), and the payment then happens without you"
     )]
-    SameTurnConsent,
+    NotApproved {
+        request_id: String,
+        amount: Usdc,
+        limit: Usdc,
+    },
+    #[error(
+        "the quote for request {0} has expired, so it can no longer be approved or paid; ask for a new quote"
+    )]
+    QuoteExpired(String),
     #[error("request {0} is already paid")]
     AlreadyPaid(String),
+    #[error("request {0} was refused by the image service earlier and cannot be paid")]
+    Closed(String),
+    /// Over a daily cap across sessions.
+    #[error("{0}")]
+    Cap(#[from] CapRefusal),
+}
+
+impl Refusal {
+    /// Short stable name of the rule that refused (the `rule` of a refusal event).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Refusal::Policy(p) => p.rule(),
+            Refusal::OverBudget { .. } => "session_budget",
+            Refusal::NoQuote(_) => "unknown_request",
+            Refusal::NotApproved { .. } => "approval_required",
+            Refusal::QuoteExpired(_) => "quote_expired",
+            Refusal::AlreadyPaid(_) => "already_paid",
+            Refusal::Closed(_) => "closed",
+            Refusal::Cap(c) => c.rule(),
+        }
+    }
+
+    /// The amount refused and the limit it met, where there are such.
+    pub fn amount_and_limit(&self) -> (Option<Usdc>, Option<Usdc>) {
+        match self {
+            Refusal::OverBudget { amount, budget, .. } => (Some(*amount), Some(*budget)),
+            Refusal::NotApproved { amount, limit, .. } => (Some(*amount), Some(*limit)),
+            Refusal::Cap(c) => (Some(c.amount()), Some(c.limit())),
+            Refusal::Policy(PolicyRefusal::OverAuthorised { asked, limit }) => {
+                (Some(*asked), Some(*limit))
+            }
+            _ => (None, None),
+        }
+    }
+}
+
+/// The user's approval of one quoted request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Approval {
+    /// The most it covers: the quoted amount the user saw.
+    pub amount: Usdc,
+    /// Unix seconds: the approved quote's expiry.
+    pub expires_at: u64,
+}
+
+impl Approval {
+    /// Whether this approval pays `amount` at `now`.
+    pub fn covers(&self, amount: Usdc, now: u64) -> bool {
+        amount <= self.amount && now < self.expires_at
+    }
 }
 
 /// Refuses a quote that would pay anyone or anything but what configuration
@@ -359,14 +481,16 @@ pub enum Decision {
     },
 }
 
-/// Whether a quote may be paid now. The budget applies to everything, consent
-/// included; consent covers at most the amount the user agreed to.
+/// Whether a quote may be paid now. The budget applies to everything,
+/// approvals included; an approval covers at most the amount the user saw,
+/// until its quote expired.
 pub fn decide(
     entries: &[LedgerEntry],
     quote: &Quote,
-    consent: Option<Usdc>,
+    approval: Option<Approval>,
     rules: &MoneyRules,
     budget: Usdc,
+    now: u64,
 ) -> Result<Decision, Refusal> {
     check_quote(quote, rules)?;
     let spent = committed_spend(entries);
@@ -378,7 +502,8 @@ pub fn decide(
             budget,
         });
     }
-    if quote.amount <= rules.auto_approve_max || consent.is_some_and(|c| quote.amount <= c) {
+    if quote.amount <= rules.auto_approve_max || approval.is_some_and(|a| a.covers(quote.amount, now))
+    {
         Ok(Decision::Pay)
     } else {
         Ok(Decision::NeedsConsent {
@@ -388,28 +513,77 @@ pub fn decide(
     }
 }
 
-/// Records the user's consent for a quoted request: the entry to append.
-/// Refused unless the quote was shown in an earlier turn (so the user has
-/// seen the price and answered), and never for a request already paid.
-pub fn consent(
+/// Records the user's approval (data from the caller) of a quoted request:
+/// the entry to append. Refused for a request this session never quoted
+/// (another or a made-up id), for an expired quote, and for a request
+/// already paid or refused. The approval covers the amount of the quote the
+/// user was shown, until that quote expires.
+pub fn approve(
+    entries: &[LedgerEntry],
+    request_id: &str,
+    turn_id: &str,
+    now: u64,
+) -> Result<LedgerEntry, Refusal> {
+    match request_state(entries, request_id) {
+        RequestState::Quoted {
+            quote, expires_at, ..
+        } => {
+            if now >= expires_at {
+                return Err(Refusal::QuoteExpired(request_id.into()));
+            }
+            Ok(LedgerEntry::Approved {
+                request_id: request_id.into(),
+                turn_id: turn_id.into(),
+                amount: quote.amount,
+                expires_at,
+            })
+        }
+        RequestState::New => Err(Refusal::NoQuote(request_id.into())),
+        RequestState::Rejected { .. } => Err(Refusal::Closed(request_id.into())),
+        _ => Err(Refusal::AlreadyPaid(request_id.into())),
+    }
+}
+
+/// Records that the user declined a quoted request.
+pub fn decline(
     entries: &[LedgerEntry],
     request_id: &str,
     turn_id: &str,
 ) -> Result<LedgerEntry, Refusal> {
     match request_state(entries, request_id) {
-        RequestState::Quoted {
-            quote, quoted_in, ..
-        } => {
-            if quoted_in == turn_id {
-                return Err(Refusal::SameTurnConsent);
-            }
-            Ok(LedgerEntry::Consented {
-                request_id: request_id.into(),
-                turn_id: turn_id.into(),
-                amount: quote.amount,
-            })
-        }
+        RequestState::Quoted { .. } => Ok(LedgerEntry::Declined {
+            request_id: request_id.into(),
+            turn_id: turn_id.into(),
+        }),
         RequestState::New => Err(Refusal::NoQuote(request_id.into())),
+        RequestState::Rejected { .. } => Err(Refusal::Closed(request_id.into())),
+        _ => Err(Refusal::AlreadyPaid(request_id.into())),
+    }
+}
+
+/// What the model's `make_payment` may do: nothing unless the user approved
+/// this request (as data) for at least its latest quoted amount, and the
+/// approval has not expired. The model can record no consent of its own.
+pub fn check_approved(
+    entries: &[LedgerEntry],
+    request_id: &str,
+    rules: &MoneyRules,
+    now: u64,
+) -> Result<Approval, Refusal> {
+    match request_state(entries, request_id) {
+        RequestState::Quoted {
+            quote, approval, ..
+        } => match approval {
+            Some(a) if a.covers(quote.amount, now) => Ok(a),
+            Some(a) if now >= a.expires_at => Err(Refusal::QuoteExpired(request_id.into())),
+            _ => Err(Refusal::NotApproved {
+                request_id: request_id.into(),
+                amount: quote.amount,
+                limit: rules.auto_approve_max,
+            }),
+        },
+        RequestState::New => Err(Refusal::NoQuote(request_id.into())),
+        RequestState::Rejected { .. } => Err(Refusal::Closed(request_id.into())),
         _ => Err(Refusal::AlreadyPaid(request_id.into())),
     }
 }
@@ -479,7 +653,15 @@ mod tests {
             turn_id: turn.into(),
             request: req("a cat"),
             quote: quote(amount),
+            expires_at: 1_000,
         }
+    }
+
+    fn approval(amount: &str, expires_at: u64) -> Option<Approval> {
+        Some(Approval {
+            amount: usdc(amount),
+            expires_at,
+        })
     }
 
     fn receipt(id: &str, amount: &str) -> PaymentReceipt {
@@ -526,30 +708,35 @@ mod tests {
     }
 
     #[test]
-    fn auto_approve_consent_and_budget() {
+    fn auto_approve_approval_and_budget() {
         let none: &[LedgerEntry] = &[];
         let budget = usdc("1.00");
+        let d = |q: &str, a: Option<Approval>, now: u64| decide(none, &quote(q), a, &rules(), budget, now);
+        assert_eq!(d("0.10", None, 0), Ok(Decision::Pay));
         assert_eq!(
-            decide(none, &quote("0.10"), None, &rules(), budget),
-            Ok(Decision::Pay)
-        );
-        assert_eq!(
-            decide(none, &quote("0.11"), None, &rules(), budget),
+            d("0.11", None, 0),
             Ok(Decision::NeedsConsent {
                 amount: usdc("0.11"),
                 auto_approve_max: usdc("0.10")
             })
         );
-        assert_eq!(
-            decide(none, &quote("0.11"), Some(usdc("0.11")), &rules(), budget),
-            Ok(Decision::Pay)
-        );
-        // Consent to a lower price does not cover a higher re-quote.
-        assert!(matches!(
-            decide(none, &quote("0.20"), Some(usdc("0.11")), &rules(), budget),
-            Ok(Decision::NeedsConsent { .. })
-        ));
-        // The budget binds even with consent; prepared-but-unsettled payments count.
+        // (quote, approval amount, approval expiry, now, pays?)
+        let table: &[(&str, &str, u64, u64, bool)] = &[
+            ("0.11", "0.11", 100, 99, true),   // approved, in time
+            ("0.11", "0.11", 100, 100, false), // expired with its quote
+            ("0.20", "0.11", 100, 50, false),  // re-quoted higher: not covered
+            ("0.10", "0.50", 100, 500, true),  // within auto-approve anyway
+            ("0.11", "0.50", 100, 50, true),   // re-quoted lower: covered
+        ];
+        for (q, a, exp, now, pays) in table {
+            let got = d(q, approval(a, *exp), *now);
+            assert_eq!(
+                got == Ok(Decision::Pay),
+                *pays,
+                "quote {q}, approval {a} until {exp}, at {now}: {got:?}"
+            );
+        }
+        // The budget binds even with approval; prepared-but-unsettled payments count.
         let spent = [
             prepared("a", "0.50"),
             prepared("b", "0.45"),
@@ -561,7 +748,7 @@ mod tests {
             "duplicates count once"
         );
         assert_eq!(
-            decide(&spent, &quote("0.06"), Some(usdc("0.06")), &rules(), budget),
+            decide(&spent, &quote("0.06"), approval("0.06", 9), &rules(), budget, 0),
             Err(Refusal::OverBudget {
                 amount: usdc("0.06"),
                 remaining: usdc("0.05"),
@@ -569,11 +756,70 @@ mod tests {
             })
         );
         assert_eq!(
-            decide(&spent, &quote("0.05"), None, &rules(), budget),
+            decide(&spent, &quote("0.05"), None, &rules(), budget, 0),
             Ok(Decision::Pay)
         );
-        // Exactly at the limit is allowed; a zero budget refuses everything.
-        assert!(decide(none, &quote("0.01"), None, &rules(), Usdc::ZERO).is_err());
+        // A zero budget refuses everything.
+        assert!(decide(none, &quote("0.01"), None, &rules(), Usdc::ZERO, 0).is_err());
+    }
+
+    #[test]
+    fn approvals_bind_to_one_quoted_request_until_it_expires() {
+        let id = "img-1";
+        let mut ledger = vec![quoted(id, "0.20", "t1")];
+        let r = rules();
+        // The model alone can do nothing above the limit.
+        let refused = check_approved(&ledger, id, &r, 10).unwrap_err();
+        assert_eq!(refused.rule(), "approval_required");
+        assert_eq!(
+            refused.amount_and_limit(),
+            (Some(usdc("0.20")), Some(usdc("0.10")))
+        );
+        // Another request id, an expired quote: refused.
+        assert_eq!(
+            approve(&ledger, "img-other", "t2", 10),
+            Err(Refusal::NoQuote("img-other".into()))
+        );
+        assert_eq!(
+            approve(&ledger, id, "t2", 1_000),
+            Err(Refusal::QuoteExpired(id.into()))
+        );
+        let entry = approve(&ledger, id, "t2", 10).unwrap();
+        assert_eq!(
+            entry,
+            LedgerEntry::Approved {
+                request_id: id.into(),
+                turn_id: "t2".into(),
+                amount: usdc("0.20"),
+                expires_at: 1_000
+            }
+        );
+        ledger.push(entry);
+        assert_eq!(
+            check_approved(&ledger, id, &r, 10),
+            Ok(Approval {
+                amount: usdc("0.20"),
+                expires_at: 1_000
+            })
+        );
+        assert_eq!(
+            check_approved(&ledger, id, &r, 1_000),
+            Err(Refusal::QuoteExpired(id.into()))
+        );
+        // A later quote at a higher price is not covered by the approval.
+        ledger.push(quoted(id, "0.30", "t3"));
+        assert_eq!(check_approved(&ledger, id, &r, 10).unwrap_err().rule(), "approval_required");
+        // Declining clears it; legacy model consent is not honoured.
+        ledger.push(quoted(id, "0.20", "t4"));
+        assert!(check_approved(&ledger, id, &r, 10).is_ok());
+        ledger.push(decline(&ledger, id, "t5").unwrap());
+        assert!(check_approved(&ledger, id, &r, 10).is_err());
+        ledger.push(LedgerEntry::Consented {
+            request_id: id.into(),
+            turn_id: "t6".into(),
+            amount: usdc("0.20"),
+        });
+        assert!(check_approved(&ledger, id, &r, 10).is_err());
     }
 
     #[test]
@@ -582,17 +828,12 @@ mod tests {
         let mut ledger = vec![quoted(id, "0.20", "t1")];
         assert!(matches!(
             request_state(&ledger, id),
-            RequestState::Quoted { consent: None, .. }
+            RequestState::Quoted { approval: None, .. }
         ));
-        assert_eq!(consent(&ledger, id, "t1"), Err(Refusal::SameTurnConsent));
-        assert_eq!(
-            consent(&ledger, "other", "t2"),
-            Err(Refusal::NoQuote("other".into()))
-        );
-        ledger.push(consent(&ledger, id, "t2").unwrap());
+        ledger.push(approve(&ledger, id, "t2", 5).unwrap());
         assert!(matches!(
             request_state(&ledger, id),
-            RequestState::Quoted { consent: Some(a), .. } if a == usdc("0.20")
+            RequestState::Quoted { approval: Some(a), .. } if a.amount == usdc("0.20")
         ));
         ledger.push(prepared(id, "0.20"));
         let RequestState::Prepared { payment, request } = request_state(&ledger, id) else {
@@ -606,7 +847,7 @@ mod tests {
             matches!(request_state(&ledger, id), RequestState::Prepared { payment: p, .. } if p == payment)
         );
         assert_eq!(
-            consent(&ledger, id, "t4"),
+            approve(&ledger, id, "t4", 5),
             Err(Refusal::AlreadyPaid(id.into()))
         );
         ledger.push(LedgerEntry::Paid {

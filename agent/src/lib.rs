@@ -5,6 +5,7 @@
 //! loop ([`turn`]) -> tool ([`agent_tools`]) -> payment (`tools` crate) ->
 //! result -> session -> response, with progress as [`events::AgentEvent`]s.
 
+pub mod access;
 pub mod agent_tools;
 pub mod chat;
 pub mod config;

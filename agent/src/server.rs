@@ -26,9 +26,33 @@
 //!   `{"type": "complete", "sessionId", "response": {"output": ...}}` or
 //!   `{"type": "error", "message"}`; the socket stays open for the next prompt.
 //!
-//! Bad input gets a JSON `{"error": "..."}` with a status that says why:
-//! invalid JSON, no prompt, a bad session id or budget -> 400; a prompt or
-//! body over the configured limit -> 413.
+//! Approvals (see [`QuoteInfo`](crate::events::QuoteInfo)): an
+//! `/invocations` body may carry `"approve": {"request_id", "approved"}`
+//! (with or without a prompt); on `/ws` a client sends
+//! `{"type": "approve", "request_id", "approved"}` on the socket (its session
+//! as for prompts). The turn records it and, if valid, pays and continues.
+//!
+//! Who may call, checked before any turn runs (4xx, nothing run):
+//! - `/invocations` takes `Content-Type: application/json` only (415
+//!   otherwise): a web page can send a cross-origin `text/plain` POST without
+//!   a CORS preflight, but not a JSON one.
+//! - A request carrying an `Origin` header (a browser) must come from an
+//!   allowed origin: the agent's own (`http://127.0.0.1:<port>`,
+//!   `http://localhost:<port>`) or one in `AGENT_ALLOWED_ORIGINS`; else 403.
+//!   This covers `/ws`, whose upgrade browsers send cross-origin freely, and
+//!   DNS rebinding (a page whose name resolves to 127.0.0.1 still sends its
+//!   own origin). Clients without `Origin` (AgentCore, curl, the terminal
+//!   chat) are not browsers and pass.
+//! - The user is the AgentCore user-id header (`AGENT_ACTOR_ID` when absent,
+//!   a local run). A session id belongs to the first user who used it
+//!   ([`AccessStore::claim_session`]); another user's request for it gets
+//!   403 and runs nothing.
+//!
+//! Bad input gets a JSON `{"error": "...", "request_id": "..."}` with a
+//! status that says why: invalid JSON, no prompt, a bad session id, budget
+//! or approval -> 400; a prompt or body over the configured limit -> 413;
+//! another user's session or a foreign origin -> 403; not JSON -> 415.
+//! Internal causes are logged under the same request id, never sent.
 //!
 //! Concurrency: the turns of one session run one at a time (a lock per
 //! actor + session), so two invocations of a session never read the same
@@ -65,10 +89,11 @@ use tracing::Instrument as _;
 use x402::Usdc;
 
 use crate::{
+    access::{AccessStore, Claim, local::LocalAccessStore},
     events::{AgentEvent, Output},
     observability::AGENT_NAME,
     session::ids::is_valid_client_id,
-    turn::{TurnError, TurnRequest},
+    turn::{ApprovalAnswer, TurnError, TurnRequest},
 };
 
 /// Session id AgentCore assigns to a conversation (33-256 chars when set by AgentCore).
@@ -110,6 +135,27 @@ pub struct Limits {
     pub max_session_budget: Usdc,
     /// Memory actor when the request has no user id header.
     pub default_actor_id: String,
+    /// The port the agent serves on: its own origins are
+    /// `http://127.0.0.1:<port>` and `http://localhost:<port>`.
+    pub port: u16,
+    /// Other browser origins allowed (`AGENT_ALLOWED_ORIGINS`), serialised
+    /// as `scheme://host[:port]`.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Limits {
+    /// Whether a browser `Origin` may drive this agent.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.trim_end_matches('/');
+        let own = [
+            format!("http://127.0.0.1:{}", self.port),
+            format!("http://localhost:{}", self.port),
+            format!("http://[::1]:{}", self.port),
+        ];
+        own.iter()
+            .chain(&self.allowed_origins)
+            .any(|o| o.eq_ignore_ascii_case(origin))
+    }
 }
 
 /// Shared state of the service: the agent, limits, health, session locks.
@@ -121,6 +167,7 @@ pub struct AppState {
     sessions: SessionLocks,
     /// The web chat page's routes, when `AGENT_WEB_UI` is on.
     web: Option<crate::web::WebUi>,
+    access: Arc<dyn AccessStore>,
 }
 
 impl AppState {
@@ -136,7 +183,16 @@ impl AppState {
             health,
             sessions: SessionLocks::default(),
             web: None,
+            // Session owners in memory until `with_access` gives a durable store.
+            access: Arc::new(LocalAccessStore::in_memory()),
         }
+    }
+
+    /// With the durable store of session owners (the same one that holds
+    /// the daily caps).
+    pub fn with_access(mut self, access: Arc<dyn AccessStore>) -> Self {
+        self.access = access;
+        self
     }
 
     /// Also serves the web chat page ([`crate::web`]).
@@ -339,8 +395,22 @@ pub enum ApiError {
     InvalidUserId,
     #[error("invalid session_budget_usdc: {0}")]
     InvalidBudget(String),
+    #[error(
+        "invalid approve: expected {{\"request_id\": \"...\", \"approved\": true|false}} ({0})"
+    )]
+    InvalidApproval(String),
+    #[error("the body must be JSON: send Content-Type: application/json")]
+    NotJson,
+    #[error(
+        "requests from the web origin {0:?} are not allowed (AGENT_ALLOWED_ORIGINS lists the allowed ones)"
+    )]
+    ForbiddenOrigin(String),
+    #[error("this session id belongs to another user: start a new session")]
+    OtherUsersSession,
     #[error("not found")]
     NotFound,
+    #[error("the agent is temporarily unable to take requests")]
+    Unavailable,
     #[error("the agent could not complete this request (request id {0})")]
     Internal(String),
 }
@@ -350,15 +420,46 @@ impl ApiError {
         match self {
             ApiError::PromptTooLong(_) | ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::ForbiddenOrigin(_) | ApiError::OtherUsersSession => StatusCode::FORBIDDEN,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// With the request id the logs use for it.
+    fn with_id(self, request_id: &str) -> Rejected {
+        Rejected {
+            error: self,
+            request_id: request_id.to_owned(),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(json!({"error": self.to_string()}))).into_response()
+        self.with_id(&uuid::Uuid::new_v4().to_string())
+            .into_response()
+    }
+}
+
+/// A refused request: `{"error": "...", "request_id": "..."}`.
+#[derive(Debug)]
+pub struct Rejected {
+    pub error: ApiError,
+    pub request_id: String,
+}
+
+impl Rejected {
+    fn json(&self) -> Value {
+        json!({"error": self.error.to_string(), "request_id": self.request_id})
+    }
+}
+
+impl IntoResponse for Rejected {
+    fn into_response(self) -> Response {
+        (self.error.status(), Json(self.json())).into_response()
     }
 }
 
@@ -367,14 +468,18 @@ impl IntoResponse for ApiError {
 /// A validated invocation body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
+    /// Empty only when `approval` is set.
     pub prompt: String,
     /// `session_id` from the body, if any (the header wins over it).
     pub session_id: Option<String>,
     /// Caller-set budget, already checked against the maximum.
     pub session_budget: Option<Usdc>,
+    /// The user's answer to a quote (`approve`), as data.
+    pub approval: Option<ApprovalAnswer>,
 }
 
-/// Parses an `/invocations` body or a `/ws` message.
+/// Parses an `/invocations` body or a `/ws` message: a prompt and/or an
+/// approval (`"approve": {...}`, or a `/ws` message `{"type": "approve", ...}`).
 pub fn parse_invocation(body: &[u8], limits: &Limits) -> Result<Invocation, ApiError> {
     if body.len() > limits.max_body_bytes {
         return Err(ApiError::BodyTooLarge(limits.max_body_bytes));
@@ -385,8 +490,20 @@ pub fn parse_invocation(body: &[u8], limits: &Limits) -> Result<Invocation, ApiE
     let input = obj.get("input").and_then(Value::as_object);
     let field = |name: &str| input.and_then(|i| i.get(name)).or_else(|| obj.get(name));
 
+    let approval = if obj.get("type").and_then(Value::as_str) == Some("approve") {
+        let mut m = obj.clone();
+        m.remove("type");
+        m.remove("session_id");
+        Some(parse_approval(Value::Object(m))?)
+    } else {
+        match field("approve") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_approval(v.clone())?),
+        }
+    };
     let prompt = match field("prompt") {
         Some(Value::String(p)) if !p.trim().is_empty() => p.clone(),
+        None | Some(Value::Null) if approval.is_some() => String::new(),
         _ => return Err(ApiError::MissingPrompt),
     };
     if prompt.chars().count() > limits.max_prompt_chars {
@@ -405,7 +522,64 @@ pub fn parse_invocation(body: &[u8], limits: &Limits) -> Result<Invocation, ApiE
         prompt,
         session_id,
         session_budget,
+        approval,
     })
+}
+
+fn parse_approval(v: Value) -> Result<ApprovalAnswer, ApiError> {
+    let a: ApprovalAnswer =
+        serde_json::from_value(v).map_err(|e| ApiError::InvalidApproval(e.to_string()))?;
+    if !is_valid_client_id(&a.request_id) {
+        return Err(ApiError::InvalidApproval("request_id is not a valid id".into()));
+    }
+    Ok(a)
+}
+
+/// `Content-Type: application/json` (any parameters, e.g. `charset`).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Refuses a browser request from an origin not allowed.
+fn check_origin(headers: &HeaderMap, limits: &Limits) -> Result<(), ApiError> {
+    match headers.get(header::ORIGIN) {
+        None => Ok(()),
+        Some(v) => {
+            let origin = v.to_str().unwrap_or("(not text)");
+            if limits.origin_allowed(origin) {
+                Ok(())
+            } else {
+                Err(ApiError::ForbiddenOrigin(origin.chars().take(200).collect()))
+            }
+        }
+    }
+}
+
+/// The session is this user's (or new, and now theirs); else refused.
+async fn claim(state: &AppState, caller: &Caller, session_id: &str) -> Result<(), ApiError> {
+    match state
+        .access
+        .claim_session(&caller.actor_id, session_id)
+        .await
+    {
+        Ok(Claim::Owned) => Ok(()),
+        Ok(Claim::OtherUser) => {
+            tracing::warn!(
+                requestId = %caller.request_id,
+                actor = %caller.actor_id,
+                "refused: another user's session id"
+            );
+            Err(ApiError::OtherUsersSession)
+        }
+        Err(e) => {
+            tracing::error!(requestId = %caller.request_id, error = %e, "session owner check failed");
+            Err(ApiError::Unavailable)
+        }
+    }
 }
 
 /// Decimal USDC as a string (`"2.50"`) or a JSON number (`2.5`, read from
@@ -448,7 +622,7 @@ struct Caller {
 }
 
 impl Caller {
-    fn from_headers(headers: &HeaderMap, limits: &Limits) -> Result<Caller, ApiError> {
+    fn from_headers(headers: &HeaderMap, limits: &Limits) -> Result<Caller, Rejected> {
         let request_id = header_str(headers, REQUEST_ID_HEADER)
             .ok()
             .flatten()
@@ -457,12 +631,12 @@ impl Caller {
         let header_session = match header_str(headers, SESSION_HEADER) {
             Ok(None) => None,
             Ok(Some(s)) if is_valid_client_id(s) => Some(s.to_owned()),
-            _ => return Err(ApiError::InvalidSessionId),
+            _ => return Err(ApiError::InvalidSessionId.with_id(&request_id)),
         };
         let actor_id = match header_str(headers, USER_ID_HEADER) {
             Ok(None) => limits.default_actor_id.clone(),
             Ok(Some(s)) if is_valid_client_id(s) => s.to_owned(),
-            _ => return Err(ApiError::InvalidUserId),
+            _ => return Err(ApiError::InvalidUserId.with_id(&request_id)),
         };
         Ok(Caller {
             request_id,
@@ -513,6 +687,7 @@ fn start_turn(
             tracing::info!(
                 prompt_chars = inv.prompt.chars().count(),
                 caller_budget = inv.session_budget.map(|b| b.to_string()),
+                approval = inv.approval.as_ref().map(|a| a.request_id.as_str()),
                 "invocation started"
             );
             let req = TurnRequest {
@@ -520,6 +695,7 @@ fn start_turn(
                 actor_id,
                 prompt: inv.prompt,
                 session_budget: inv.session_budget,
+                approval: inv.approval,
             };
             let (tx, mut rx) = mpsc::channel(EVENT_BUFFER);
             let runner = state.runner.clone();
@@ -579,19 +755,26 @@ async fn invocations(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Rejected> {
     let caller = Caller::from_headers(&headers, &state.limits)?;
+    let refuse = |e: ApiError| {
+        tracing::info!(requestId = %caller.request_id, error = %e, "invocation refused");
+        e.with_id(&caller.request_id)
+    };
+    check_origin(&headers, &state.limits).map_err(refuse)?;
+    if !is_json(&headers) {
+        return Err(refuse(ApiError::NotJson));
+    }
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(ApiError::BodyTooLarge(state.limits.max_body_bytes));
+            return Err(refuse(ApiError::BodyTooLarge(state.limits.max_body_bytes)));
         }
-        Err(_) => return Err(ApiError::InvalidJson),
+        Err(_) => return Err(refuse(ApiError::InvalidJson)),
     };
-    let inv = parse_invocation(&body, &state.limits).inspect_err(|e| {
-        tracing::info!(requestId = %caller.request_id, error = %e, "invocation refused");
-    })?;
+    let inv = parse_invocation(&body, &state.limits).map_err(refuse)?;
     let session_id = caller.session_for(&inv);
+    claim(&state, &caller, &session_id).await.map_err(refuse)?;
     let mut events = start_turn(&state, &caller, session_id, inv);
 
     if wants_sse(&headers) {
@@ -610,11 +793,13 @@ async fn invocations(
             AgentEvent::Complete { output } => {
                 return Ok(Json(json!({"output": output})).into_response());
             }
-            AgentEvent::Error { .. } => return Err(ApiError::Internal(caller.request_id)),
+            AgentEvent::Error { .. } => {
+                return Err(ApiError::Internal(caller.request_id.clone()).with_id(&caller.request_id));
+            }
             _ => {}
         }
     }
-    Err(ApiError::Internal(caller.request_id))
+    Err(ApiError::Internal(caller.request_id.clone()).with_id(&caller.request_id))
 }
 
 // ---------------------------------------------------------------- websocket
@@ -628,6 +813,16 @@ async fn ws_upgrade(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    // Before the upgrade: a foreign page's socket never opens.
+    if let Err(e) = check_origin(&headers, &state.limits) {
+        tracing::warn!(requestId = %caller.request_id, error = %e, "websocket refused");
+        return e.with_id(&caller.request_id).into_response();
+    }
+    if let Some(session) = &caller.header_session
+        && let Err(e) = claim(&state, &caller, session).await
+    {
+        return e.with_id(&caller.request_id).into_response();
+    }
     // Larger messages than this close the socket (code 1009); between the
     // configured limit and this, the client gets an error message instead.
     let hard_limit = state.limits.max_body_bytes.saturating_mul(2);
@@ -647,16 +842,17 @@ async fn ws_session(state: AppState, caller: Caller, mut socket: WebSocket) {
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
+        let caller = Caller {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ..caller.clone()
+        };
+        let refused = |e: ApiError| {
+            json!({"type": "error", "message": e.to_string(), "request_id": caller.request_id})
+        };
         let inv = match parse_invocation(&body, &state.limits) {
             Ok(inv) => inv,
             Err(e) => {
-                if send_json(
-                    &mut socket,
-                    &json!({"type": "error", "message": e.to_string()}),
-                )
-                .await
-                .is_err()
-                {
+                if send_json(&mut socket, &refused(e)).await.is_err() {
                     break;
                 }
                 continue;
@@ -667,10 +863,12 @@ async fn ws_session(state: AppState, caller: Caller, mut socket: WebSocket) {
             .clone()
             .or_else(|| inv.session_id.clone())
             .unwrap_or_else(|| connection_session.clone());
-        let caller = Caller {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            ..caller.clone()
-        };
+        if let Err(e) = claim(&state, &caller, &session_id).await {
+            if send_json(&mut socket, &refused(e)).await.is_err() {
+                break;
+            }
+            continue;
+        }
         let mut events = start_turn(&state, &caller, session_id.clone(), inv);
         let mut gone = false;
         while let Some(event) = events.recv().await {
@@ -705,6 +903,8 @@ mod tests {
             max_body_bytes: 200,
             max_session_budget: Usdc::from_atomic(5_000_000),
             default_actor_id: "default".into(),
+            port: 8080,
+            allowed_origins: vec!["https://chat.example.com".into()],
         }
     }
 
@@ -720,7 +920,8 @@ mod tests {
             Invocation {
                 prompt: "hi".into(),
                 session_id: Some("s-1".into()),
-                session_budget: None
+                session_budget: None,
+                approval: None,
             }
         );
         let b = parse_invocation(br#"{"prompt":"hi"}"#, &limits()).unwrap();
@@ -800,6 +1001,92 @@ mod tests {
         );
         // Ten characters of multi-byte text are within a ten-character limit.
         assert!(parse_invocation("{\"prompt\":\"éééééééééé\"}".as_bytes(), &l).is_ok());
+    }
+
+    #[test]
+    fn approvals_are_data_with_or_without_a_prompt() {
+        let l = limits();
+        let a = parse_invocation(
+            br#"{"approve":{"request_id":"img-1","approved":true}}"#,
+            &l,
+        )
+        .unwrap();
+        assert_eq!(a.prompt, "");
+        assert_eq!(
+            a.approval,
+            Some(ApprovalAnswer {
+                request_id: "img-1".into(),
+                approved: true
+            })
+        );
+        let ws = parse_invocation(
+            br#"{"type":"approve","request_id":"img-2","approved":false,"session_id":"s"}"#,
+            &l,
+        )
+        .unwrap();
+        assert_eq!(ws.approval.unwrap().request_id, "img-2");
+        assert_eq!(ws.session_id.as_deref(), Some("s"));
+        let both = parse_invocation(
+            br#"{"input":{"prompt":"and a dog","approve":{"request_id":"img-1","approved":true}}}"#,
+            &l,
+        )
+        .unwrap();
+        assert_eq!(both.prompt, "and a dog");
+        for bad in [
+            br#"{"approve":{"request_id":"img-1"}}"#.as_slice(),
+            br#"{"approve":{"request_id":"img-1","approved":"yes"}}"#,
+            br#"{"approve":{"request_id":"../x","approved":true}}"#,
+            br#"{"approve":{"request_id":"a","approved":true,"amount":"9"}}"#,
+            br#"{"type":"approve"}"#,
+        ] {
+            assert!(
+                matches!(parse_invocation(bad, &l), Err(ApiError::InvalidApproval(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_agents_own_and_configured_origins_are_allowed() {
+        let l = limits();
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://LOCALHOST:8080/",
+            "https://chat.example.com",
+        ] {
+            assert!(l.origin_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "http://evil.example",
+            "http://127.0.0.1:9090",
+            "http://localhost",
+            "null",
+            "https://chat.example.com.evil.example",
+            "http://chat.example.com",
+        ] {
+            assert!(!l.origin_allowed(bad), "{bad}");
+        }
+        let mut h = HeaderMap::new();
+        assert!(check_origin(&h, &l).is_ok(), "no Origin: not a browser");
+        h.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+        assert_eq!(
+            check_origin(&h, &l).unwrap_err().status(),
+            StatusCode::FORBIDDEN
+        );
+        let mut h = HeaderMap::new();
+        for (ct, ok) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+            ("multipart/form-data; boundary=x", false),
+        ] {
+            h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+            assert_eq!(is_json(&h), ok, "{ct}");
+        }
     }
 
     #[test]

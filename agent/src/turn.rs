@@ -22,6 +22,15 @@
 //!   persisted before it is sent); the conversation messages of the turn are
 //!   written once, at the end, under one idempotency key.
 //!
+//! - An approval from the caller (`approve` in the request, as data) is
+//!   handled before the model runs ([`TurnRequest::approval`]): a valid one
+//!   is recorded in the ledger and the approved request is paid and
+//!   generated right away, by code, as a `generate_image` call on the
+//!   model's behalf (user message, tool call, tool result in the history);
+//!   the model then continues the turn from that result. A refused approval
+//!   (unknown request, expired quote) emits a `refusal` event and pays
+//!   nothing.
+//!
 //! Spans (names agreed with [`crate::observability`]): `chat` per model call,
 //! `execute_tool` per tool call, with gen_ai attributes.
 
@@ -33,7 +42,7 @@ use tracing::{Instrument, field::Empty};
 use x402::Usdc;
 
 use crate::{
-    agent_tools::{self, ToolBox, ToolError, TurnContext},
+    agent_tools::{self, GENERATE_IMAGE, ToolBox, ToolError, TurnContext},
     events::{AgentEvent, Output, OutputMessage, ToolStatus, TurnUsage},
     ledger::LedgerEntry,
     model::{
@@ -52,6 +61,17 @@ pub struct TurnRequest {
     /// Budget for the session, set by the caller (never by the model);
     /// `None` = the configured default.
     pub session_budget: Option<x402::Usdc>,
+    /// The user's answer to a quote, as data from the caller. With an
+    /// approval the prompt may be empty.
+    pub approval: Option<ApprovalAnswer>,
+}
+
+/// `{"request_id": "...", "approved": true|false}` from the caller.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalAnswer {
+    pub request_id: String,
+    pub approved: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,13 +189,25 @@ async fn turn(
     let label = deps.model.label();
 
     let first_new = history.len();
-    history.push(Message::user_text(req.prompt.clone()));
+    let mut final_text = None;
+    match &req.approval {
+        None => history.push(Message::user_text(req.prompt.clone())),
+        Some(answer) => {
+            final_text = answer_quote(deps, &ctx, &req.prompt, answer, &turn_id, &mut history, &tx)
+                .await;
+        }
+    }
     // Messages before this index are not sent (context overflow trimming).
     let mut dropped = 0usize;
-    let mut final_text = None;
     let mut usage = TurnUsage::default();
 
-    for _ in 0..deps.settings.max_turns {
+    // A turn that ended on a refused approval makes no model call.
+    let rounds = if final_text.is_some() {
+        0
+    } else {
+        deps.settings.max_turns
+    };
+    for _ in 0..rounds {
         let response = loop {
             let request = ModelRequest {
                 system: system.clone(),
@@ -309,7 +341,79 @@ async fn turn(
         timestamp: now_rfc3339(),
         model: label,
         usage,
+        quotes: produced.quotes,
+        refusals: produced.refusals,
     })
+}
+
+/// The caller's answer to a quote, before the model runs. Appends the turn's
+/// opening messages to `history`. Returns the final answer when the turn
+/// ends here (a refused approval without a prompt: no model call).
+async fn answer_quote(
+    deps: &TurnDeps,
+    ctx: &TurnContext,
+    prompt: &str,
+    answer: &ApprovalAnswer,
+    turn_id: &str,
+    history: &mut Vec<Message>,
+    tx: &mpsc::UnboundedSender<AgentEvent>,
+) -> Option<String> {
+    let id = &answer.request_id;
+    let with_prompt = |text: String| {
+        if prompt.trim().is_empty() {
+            text
+        } else {
+            format!("{text}\n\n{prompt}")
+        }
+    };
+    match deps.tools.answer_quote(ctx, id, answer.approved).await {
+        Ok(Some(approval)) => {
+            // Paid by code, on the user's word: the model sees the call as
+            // its own and continues from the result.
+            history.push(Message::user_text(with_prompt(format!(
+                "[From my app, not typed: I approve paying up to {} USDC for request {id}.]",
+                approval.amount
+            ))));
+            let call = ToolUse {
+                tool_use_id: format!("approved-{turn_id}"),
+                name: GENERATE_IMAGE.into(),
+                input: serde_json::json!({"request_id": id}),
+            };
+            history.push(Message {
+                role: Role::Assistant,
+                content: vec![ContentBlock::ToolUse(call.clone())],
+            });
+            let result = run_tool(&deps.tools, ctx, &call, tx).await;
+            history.push(Message {
+                role: Role::User,
+                content: vec![ContentBlock::ToolResult(result)],
+            });
+            None
+        }
+        Ok(None) => {
+            history.push(Message::user_text(with_prompt(format!(
+                "[From my app, not typed: I decline paying for request {id}. Do not buy it.]"
+            ))));
+            None
+        }
+        Err(e) => {
+            let text = format!("That approval was not accepted: {e}. Nothing was paid.");
+            history.push(Message::user_text(format!(
+                "[From my app, not typed: an answer to request {id}.]"
+            )));
+            if prompt.trim().is_empty() {
+                let _ = tx.send(AgentEvent::Text {
+                    delta: text.clone(),
+                });
+                history.push(Message::assistant_text(text.clone()));
+                Some(text)
+            } else {
+                history.push(Message::assistant_text(text));
+                history.push(Message::user_text(prompt.to_owned()));
+                None
+            }
+        }
+    }
 }
 
 /// One model call inside a `chat` span, streaming text deltas as events.

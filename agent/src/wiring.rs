@@ -13,14 +13,15 @@ use aws_sdk_bedrockagentcore::error::DisplayErrorContext;
 use tools::signer::{CdpConfig, PaymentSigner, Redacted};
 
 use crate::{
+    access::{AccessStore, dynamodb::DynamoAccessStore, local::LocalAccessStore},
     agent_tools::{
-        ToolBox,
+        Spending, ToolBox, system_clock,
         images::{DirImageStore, ImageStore, S3ImageStore},
         seller::{ImageSeller, X402Seller},
         wallet::ChainWallet,
     },
     config::{
-        Config, ImagesConfig, ModelProvider, Secret, SecretString, SessionsConfig, SignerConfig,
+        AccessConfig, Config, ImagesConfig, ModelProvider, Secret, SecretString, SessionsConfig, SignerConfig,
     },
     ledger::MoneyRules,
     model::{
@@ -61,6 +62,18 @@ pub fn session_store(cfg: &Config, aws: &SdkConfig) -> Arc<dyn SessionStore> {
     }
 }
 
+/// The store of session owners and daily-cap counters the configuration
+/// names: a DynamoDB table shared by all runtime sessions, or a local file.
+pub fn access_store(cfg: &Config, aws: &SdkConfig) -> Arc<dyn AccessStore> {
+    match &cfg.access {
+        AccessConfig::DynamoDb { table } => Arc::new(DynamoAccessStore::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            table.clone(),
+        )),
+        AccessConfig::Local { dir } => Arc::new(LocalAccessStore::new(dir.clone())),
+    }
+}
+
 /// A secret's value: given directly, or read once from Secrets Manager
 /// (`SecretString` of the secret). The value is never logged.
 pub async fn resolve_secret(secret: &Secret, aws: &SdkConfig) -> Result<SecretString, WiringError> {
@@ -94,6 +107,8 @@ pub fn limits(cfg: &Config) -> Limits {
         max_body_bytes: cfg.server.max_body_bytes,
         max_session_budget: cfg.money.max_session_budget,
         default_actor_id: cfg.server.default_actor_id.clone(),
+        port: cfg.server.port,
+        allowed_origins: cfg.server.allowed_origins.clone(),
     }
 }
 
@@ -101,8 +116,9 @@ pub fn limits(cfg: &Config) -> Limits {
 pub async fn build(cfg: &Config) -> Result<AppState, WiringError> {
     let aws = aws_config().await;
     let store = session_store(cfg, &aws);
-    let runner = Arc::new(turn_deps(cfg, &aws, store).await?);
-    let state = AppState::new(runner.clone(), limits(cfg));
+    let access = access_store(cfg, &aws);
+    let runner = Arc::new(turn_deps(cfg, &aws, store, access.clone()).await?);
+    let state = AppState::new(runner.clone(), limits(cfg)).with_access(access);
     Ok(if cfg.server.web_ui {
         state.with_web_ui(crate::web::WebUi::new(
             runner,
@@ -199,6 +215,7 @@ pub async fn turn_deps(
     cfg: &Config,
     aws: &SdkConfig,
     store: Arc<dyn SessionStore>,
+    access: Arc<dyn AccessStore>,
 ) -> Result<TurnDeps, WiringError> {
     let model = model(cfg, aws);
     let signer = signer(cfg, aws).await?;
@@ -228,6 +245,15 @@ pub async fn turn_deps(
         wallet: Arc::new(wallet),
         vision: model.clone(),
         rules,
+        spending: Spending {
+            access,
+            caps: tools::policy::caps::DailyCaps {
+                per_user: cfg.money.user_daily_cap,
+                wallet: cfg.money.wallet_daily_cap,
+            },
+            quote_ttl_seconds: cfg.money.quote_ttl_seconds,
+            clock: system_clock(),
+        },
     };
     Ok(TurnDeps {
         model,

@@ -3,6 +3,8 @@
 //! buy; this decides *whether* paying for it is allowed. Nothing is signed
 //! unless [`check`] says yes.
 
+pub mod caps;
+
 use alloy::primitives::Address;
 use x402::{Network, Usdc};
 

@@ -251,6 +251,10 @@ impl RunningStack {
         let images_dir = local.join("images");
         fs::create_dir_all(&results_dir)?;
         fs::create_dir_all(&images_dir)?;
+        // The agent's daily-cap counters count payments on this stack's chain,
+        // which starts fresh: so do they.
+        let agent_state_dir = local.join("agent-state");
+        let _ = fs::remove_dir_all(&agent_state_dir);
 
         let common: Vec<(String, String)> = [
             ("RPC_URL", rpc_url.as_str()),
@@ -295,6 +299,7 @@ impl RunningStack {
                 ("BUYER_PRIVATE_KEY", accounts::BUYER.private_key),
                 ("MODEL_PROVIDER", "offline"),
                 ("IMAGES_DIR", &images_dir.display().to_string()),
+                ("AGENT_STATE_DIR", &agent_state_dir.display().to_string()),
             ]));
             stack.app_env.push((AGENT.name, env.clone()));
             // The stack's own agent keeps its images in moto's S3, so its

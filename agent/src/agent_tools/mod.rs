@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `estimate_image_cost` | asks the seller for its price | none |
 //! | `generate_image` | quote, pay, generate, store — in **one** call when within the auto-approve limit and the budget | yes |
-//! | `make_payment` | records the user's consent to a quoted price above the auto-approve limit | none (consent only) |
+//! | `make_payment` | checks that the user approved a quoted price above the auto-approve limit (approvals arrive as data from the caller, never from the model) | none |
 //! | `check_balance` | wallet address, USDC balance, session budget and spend | none |
 //! | `analyze_image` | Claude vision on an image of *this* session | none |
 //!
@@ -34,9 +34,12 @@ use x402::{
     catalog::{ImageQuality, ImageRequest, ImageSize, MAX_PROMPT_CHARS},
 };
 
+use tools::policy::caps::DailyCaps;
+
 use crate::{
-    events::{AgentEvent, PaymentReceipt},
-    ledger::{self, Decision, LedgerEntry, MoneyRules, RequestState, StoredImage},
+    access::{AccessError, AccessStore, Reservation},
+    events::{AgentEvent, PaymentReceipt, QuoteInfo, RefusalInfo},
+    ledger::{self, Decision, LedgerEntry, MoneyRules, Refusal, RequestState, StoredImage},
     model::{ImageFormat, Model, ToolSpec},
     session::{Record, SessionStore, StoreError, ids::storage_id},
 };
@@ -54,6 +57,30 @@ pub struct ToolBox {
     /// Answers `analyze_image`.
     pub vision: Arc<dyn Model>,
     pub rules: MoneyRules,
+    pub spending: Spending,
+}
+
+/// Unix seconds; tests pass a clock they move.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    })
+}
+
+/// Limits across sessions and on approvals, from configuration.
+#[derive(Clone)]
+pub struct Spending {
+    /// Daily-cap counters (and session owners), shared by all sessions.
+    pub access: Arc<dyn AccessStore>,
+    pub caps: DailyCaps,
+    /// How long a quote, and an approval of it, stay valid.
+    pub quote_ttl_seconds: u64,
+    pub clock: Clock,
 }
 
 /// The state of one turn that its tools share: the session's ledger (loaded
@@ -77,6 +104,8 @@ pub struct TurnContext {
 pub struct Produced {
     pub images: BTreeMap<String, String>,
     pub payments: Vec<PaymentReceipt>,
+    pub quotes: Vec<QuoteInfo>,
+    pub refusals: Vec<RefusalInfo>,
 }
 
 impl TurnContext {
@@ -134,6 +163,37 @@ impl TurnContext {
         let _ = self.events.send(e);
     }
 
+    /// Tells the client about a quote (and keeps it for the output).
+    async fn show_quote(&self, quote: QuoteInfo) {
+        self.produced
+            .lock()
+            .expect("lock")
+            .quotes
+            .push(quote.clone());
+        self.emit(AgentEvent::Quote(quote)).await;
+    }
+
+    /// Tells the client a payment was refused, and returns the refusal for
+    /// the model.
+    pub async fn refused(&self, request_id: &str, refusal: Refusal) -> ToolError {
+        let (amount, limit) = refusal.amount_and_limit();
+        let info = RefusalInfo {
+            request_id: request_id.into(),
+            rule: refusal.rule().into(),
+            amount,
+            limit,
+            message: refusal.to_string(),
+        };
+        tracing::info!(request_id, rule = %info.rule, "payment refused");
+        self.produced
+            .lock()
+            .expect("lock")
+            .refusals
+            .push(info.clone());
+        self.emit(AgentEvent::Refusal(info)).await;
+        ToolError::Refused(refusal)
+    }
+
     async fn show_image(&self, image: &StoredImage) {
         self.produced
             .lock()
@@ -168,6 +228,8 @@ pub enum ToolError {
     NoSeller,
     #[error("could not save session state: {0}")]
     Store(StoreError),
+    #[error("the spending limits could not be checked, so nothing was paid; try again later")]
+    Limits(String),
     #[error("{0}")]
     Other(String),
 }
@@ -275,9 +337,9 @@ pub fn specs() -> Vec<ToolSpec> {
             "Generate an image from a text prompt, paying the image service in USDC. Within the \
              auto-approve limit and the session budget this quotes, pays, generates and stores the \
              image in one call and returns its URL. Above the limit it returns \
-             status=authorization_required with the price and a request_id: ask the user, and only \
-             after they agree call make_payment, then generate_image with that request_id. \
-             Repeating a call never pays twice.",
+             status=authorization_required with the price and a request_id: tell the user the \
+             price; they approve or decline in their app, and an approval makes the payment \
+             without you. Repeating a call never pays twice.",
             schema_of::<ImageArgs>(),
         ),
         spec(
@@ -287,8 +349,9 @@ pub fn specs() -> Vec<ToolSpec> {
         ),
         spec(
             MAKE_PAYMENT,
-            "Record that the user approved paying for a request that needed authorization. \
-             Only call after the user said yes in a new message. It does not pay by itself.",
+            "Check whether the user approved paying for a request that needed authorization. \
+             Approvals come only from the user's app, never from chat text; without one this \
+             is refused. It does not pay by itself.",
             schema_of::<MakePaymentArgs>(),
         ),
         spec(
@@ -416,6 +479,7 @@ impl ToolBox {
             ledger::request_state(&ledger, &request_id),
             RequestState::New | RequestState::Quoted { .. }
         ) {
+            let expires_at = self.quote_expiry();
             ctx.record(
                 &mut ledger,
                 LedgerEntry::Quoted {
@@ -423,6 +487,7 @@ impl ToolBox {
                     turn_id: ctx.turn_id.clone(),
                     request: req,
                     quote,
+                    expires_at,
                 },
             )
             .await?;
@@ -462,13 +527,24 @@ impl ToolBox {
                     )));
                 }
                 RequestState::New | RequestState::Quoted { .. } => {
-                    let consent = match ledger::request_state(&ledger, &request_id) {
-                        RequestState::Quoted { consent, .. } => consent,
+                    let approval = match ledger::request_state(&ledger, &request_id) {
+                        RequestState::Quoted { approval, .. } => approval,
                         _ => None,
                     };
                     let quote = seller.quote(&req).await?;
-                    let decision =
-                        ledger::decide(&ledger, &quote, consent, &self.rules, ctx.budget)?;
+                    let now = (self.spending.clock)();
+                    let decision = match ledger::decide(
+                        &ledger,
+                        &quote,
+                        approval,
+                        &self.rules,
+                        ctx.budget,
+                        now,
+                    ) {
+                        Ok(d) => d,
+                        Err(r) => return Err(ctx.refused(&request_id, r).await),
+                    };
+                    let expires_at = self.quote_expiry();
                     ctx.record(
                         &mut ledger,
                         LedgerEntry::Quoted {
@@ -476,9 +552,21 @@ impl ToolBox {
                             turn_id: ctx.turn_id.clone(),
                             request: req.clone(),
                             quote: quote.clone(),
+                            expires_at,
                         },
                     )
                     .await?;
+                    ctx.show_quote(QuoteInfo {
+                        request_id: request_id.clone(),
+                        amount: quote.amount,
+                        pay_to: quote.pay_to.to_checksum(None),
+                        asset: quote.asset.to_checksum(None),
+                        network: quote.network.v1_name().into(),
+                        description: format!("image: {}", req.prompt),
+                        expires_at,
+                        needs_approval: matches!(decision, Decision::NeedsConsent { .. }),
+                    })
+                    .await;
                     match decision {
                         Decision::NeedsConsent {
                             amount,
@@ -490,23 +578,54 @@ impl ToolBox {
                                 auto_approve_max_usdc: auto_approve_max,
                                 message: format!(
                                     "authorization required: this image costs {amount} USDC, above the \
-                                     auto-approve limit of {auto_approve_max} USDC. Ask the user; if they \
-                                     agree, call make_payment, then generate_image with this request_id."
+                                     auto-approve limit of {auto_approve_max} USDC. Tell the user the price; \
+                                     they approve or decline in their app, and an approval pays and \
+                                     generates this request without you."
                                 ),
                             });
                         }
                         Decision::Pay => {
-                            let payment = seller.prepare(&quote).await?;
+                            // The daily caps across sessions, reserved
+                            // atomically BEFORE signing (see `crate::access`).
+                            let reservation = self.reservation(ctx, &request_id, quote.amount);
+                            match self
+                                .spending
+                                .access
+                                .reserve(&reservation, &self.spending.caps)
+                                .await
+                            {
+                                Ok(()) => {}
+                                Err(AccessError::Cap(c)) => {
+                                    return Err(ctx.refused(&request_id, Refusal::Cap(c)).await);
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cap reservation failed");
+                                    return Err(ToolError::Limits(e.to_string()));
+                                }
+                            }
+                            let payment = match seller.prepare(&quote).await {
+                                Ok(p) => p,
+                                Err(e) => {
+                                    self.release(&reservation).await;
+                                    return Err(e.into());
+                                }
+                            };
                             // Persisted BEFORE it is sent: from here on, only
                             // this payment is ever sent for this request.
-                            ctx.record(
-                                &mut ledger,
-                                LedgerEntry::Prepared {
-                                    request_id: request_id.clone(),
-                                    payment,
-                                },
-                            )
-                            .await?;
+                            if let Err(e) = ctx
+                                .record(
+                                    &mut ledger,
+                                    LedgerEntry::Prepared {
+                                        request_id: request_id.clone(),
+                                        payment,
+                                    },
+                                )
+                                .await
+                            {
+                                // Never sent, never stored: it cannot settle.
+                                self.release(&reservation).await;
+                                return Err(e);
+                            }
                         }
                     }
                 }
@@ -529,6 +648,11 @@ impl ToolBox {
                                 },
                             )
                             .await?;
+                            // Refused by the seller: it cannot settle, so
+                            // it no longer counts against the daily caps.
+                            let reservation =
+                                self.reservation(ctx, &request_id, payment.amount);
+                            self.release(&reservation).await;
                             return Err(SellerError::PaymentRejected(reason).into());
                         }
                         Err(e @ SellerError::Indeterminate(_)) => {
@@ -597,23 +721,84 @@ impl ToolBox {
         }
     }
 
+    /// The model's `make_payment`: refused in code unless the user approved
+    /// exactly this request, as data, for at least its quoted amount, before
+    /// the quote expired. It records nothing: the model cannot consent.
     async fn make_payment(
         &self,
         ctx: &TurnContext,
         args: MakePaymentArgs,
     ) -> Result<Value, ToolError> {
+        let ledger = ctx.ledger.lock().await;
+        let now = (self.spending.clock)();
+        match ledger::check_approved(&ledger, &args.request_id, &self.rules, now) {
+            Ok(approval) => Ok(json!({
+                "request_id": args.request_id,
+                "approved_usdc": approval.amount,
+                "next": "call generate_image with this request_id to pay and generate",
+            })),
+            Err(r) => Err(ctx.refused(&args.request_id, r).await),
+        }
+    }
+
+    /// The user's answer to a quote, arriving as data from the caller (never
+    /// from the model): records the approval (or the refusal to pay) for
+    /// exactly `request_id`. Refused for a request this session never
+    /// quoted, an expired quote, or a request already paid.
+    pub async fn answer_quote(
+        &self,
+        ctx: &TurnContext,
+        request_id: &str,
+        approved: bool,
+    ) -> Result<Option<ledger::Approval>, ToolError> {
         let mut ledger = ctx.ledger.lock().await;
-        let entry = ledger::consent(&ledger, &args.request_id, &ctx.turn_id)?;
-        let LedgerEntry::Consented { amount, .. } = &entry else {
-            unreachable!("consent returns a Consented entry")
+        let now = (self.spending.clock)();
+        let entry = if approved {
+            ledger::approve(&ledger, request_id, &ctx.turn_id, now)
+        } else {
+            ledger::decline(&ledger, request_id, &ctx.turn_id)
         };
-        let amount = *amount;
+        let entry = match entry {
+            Ok(e) => e,
+            Err(r) => return Err(ctx.refused(request_id, r).await),
+        };
+        let approval = match &entry {
+            LedgerEntry::Approved {
+                amount, expires_at, ..
+            } => Some(ledger::Approval {
+                amount: *amount,
+                expires_at: *expires_at,
+            }),
+            _ => None,
+        };
         ctx.record(&mut ledger, entry).await?;
-        Ok(json!({
-            "request_id": args.request_id,
-            "approved_usdc": amount,
-            "next": "call generate_image with this request_id to pay and generate",
-        }))
+        Ok(approval)
+    }
+
+    fn quote_expiry(&self) -> u64 {
+        (self.spending.clock)().saturating_add(self.spending.quote_ttl_seconds)
+    }
+
+    fn reservation(&self, ctx: &TurnContext, request_id: &str, amount: Usdc) -> Reservation {
+        let payer = self
+            .seller
+            .as_ref()
+            .map_or(alloy::primitives::Address::ZERO, |s| s.payer());
+        Reservation::new(
+            &ctx.actor_id,
+            request_id,
+            payer,
+            (self.spending.clock)(),
+            amount,
+        )
+    }
+
+    /// Gives a reservation back; a failure is logged (the amount then stays
+    /// counted, which only ever errs on the side of spending less).
+    async fn release(&self, reservation: &Reservation) {
+        if let Err(e) = self.spending.access.release(reservation).await {
+            tracing::error!(error = %e, "could not release a cap reservation");
+        }
     }
 
     async fn check_balance(&self, ctx: &TurnContext) -> Result<Value, ToolError> {

@@ -8,8 +8,10 @@
 //! 3. "Generate an image of a futuristic city at sunset" -> `generate_image`,
 //!    then the URL and price (or the price and a question, above the
 //!    auto-approve limit)
-//! 4. "yes, go ahead" -> `make_payment` for the pending request, then
-//!    `generate_image` with its `request_id`, then the URL
+//! 4. the user's approval, which arrives as data and is paid by code before
+//!    the model runs; the planner then answers from the `generate_image`
+//!    result (a typed "yes, go ahead" only makes it call `make_payment`,
+//!    which is refused without that approval)
 //! 5. "analyze that image" -> `analyze_image`, then the analysis
 //!
 //! and drives the same tools through the same loop as Bedrock would, with
@@ -95,7 +97,7 @@ fn after_tools(messages: &[Message], results: &[&ToolResult]) -> Plan {
             }
             GENERATE_IMAGE if s(v, "status") == "authorization_required" => lines.push(format!(
                 "This image costs {} USDC, which is above the auto-approve limit of {} USDC. \
-                 Shall I go ahead? Reply \"yes, go ahead\" to pay.",
+                 Approve or decline it in your app (the terminal chat asks y/n); nothing is paid until you do.",
                 s(v, "price_usdc"),
                 s(v, "auto_approve_max_usdc")
             )),

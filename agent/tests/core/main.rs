@@ -3,8 +3,10 @@
 //! with a scripted model, and the money rules against the local stack
 //! (Anvil, the official x402 facilitator) with real payments.
 
+mod access;
 mod bedrock_server;
 mod bedrock_wire;
+mod consent;
 mod money;
 mod process;
 mod seller;

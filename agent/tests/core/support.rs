@@ -4,8 +4,9 @@
 use std::{path::PathBuf, sync::Arc};
 
 use agent::{
+    access::{AccessStore, local::LocalAccessStore},
     agent_tools::{
-        ToolBox,
+        Clock, Spending, ToolBox, system_clock,
         images::DirImageStore,
         seller::ImageSeller,
         wallet::{ChainWallet, Wallet},
@@ -14,8 +15,9 @@ use agent::{
     ledger::MoneyRules,
     model::Model,
     session::{Record, SessionStore, local::LocalSessionStore},
-    turn::{TurnDeps, TurnError, TurnRequest, TurnSettings, run_turn},
+    turn::{ApprovalAnswer, TurnDeps, TurnError, TurnRequest, TurnSettings, run_turn},
 };
+use tools::policy::caps::DailyCaps;
 use alloy::primitives::{Address, address};
 use tokio::sync::mpsc;
 use x402::{Network, Usdc};
@@ -44,6 +46,12 @@ pub struct Options {
     pub wallet: Option<Arc<dyn Wallet>>,
     pub rules: MoneyRules,
     pub settings: TurnSettings,
+    /// Default: a local file store in the harness directory.
+    pub access: Option<Arc<dyn AccessStore>>,
+    pub caps: DailyCaps,
+    pub quote_ttl_seconds: u64,
+    /// Default: the wall clock.
+    pub clock: Option<Clock>,
 }
 
 impl Default for Options {
@@ -62,6 +70,13 @@ impl Default for Options {
                 max_tokens: 1000,
                 default_budget: usdc("1.00"),
             },
+            access: None,
+            caps: DailyCaps {
+                per_user: usdc("1000"),
+                wallet: usdc("1000"),
+            },
+            quote_ttl_seconds: 300,
+            clock: None,
         }
     }
 }
@@ -92,6 +107,14 @@ impl Harness {
             wallet,
             vision: model.clone(),
             rules: opts.rules,
+            spending: Spending {
+                access: opts
+                    .access
+                    .unwrap_or_else(|| Arc::new(LocalAccessStore::new(dir.join("access")))),
+                caps: opts.caps,
+                quote_ttl_seconds: opts.quote_ttl_seconds,
+                clock: opts.clock.unwrap_or_else(system_clock),
+            },
         };
         Harness {
             deps: TurnDeps {
@@ -120,18 +143,40 @@ impl Harness {
         prompt: &str,
         budget: Option<Usdc>,
     ) -> (Result<Output, TurnError>, Vec<AgentEvent>) {
+        self.run(TurnRequest {
+            session_id: session.into(),
+            actor_id: "tester".into(),
+            prompt: prompt.into(),
+            session_budget: budget,
+            approval: None,
+        })
+        .await
+    }
+
+    /// The user's answer to a quote, as data (with an optional prompt).
+    pub async fn answer(
+        &self,
+        session: &str,
+        request_id: &str,
+        approved: bool,
+        prompt: &str,
+    ) -> (Result<Output, TurnError>, Vec<AgentEvent>) {
+        self.run(TurnRequest {
+            session_id: session.into(),
+            actor_id: "tester".into(),
+            prompt: prompt.into(),
+            session_budget: None,
+            approval: Some(ApprovalAnswer {
+                request_id: request_id.into(),
+                approved,
+            }),
+        })
+        .await
+    }
+
+    pub async fn run(&self, req: TurnRequest) -> (Result<Output, TurnError>, Vec<AgentEvent>) {
         let (tx, mut rx) = mpsc::channel(1024);
-        let result = run_turn(
-            &self.deps,
-            TurnRequest {
-                session_id: session.into(),
-                actor_id: "tester".into(),
-                prompt: prompt.into(),
-                session_budget: budget,
-            },
-            tx,
-        )
-        .await;
+        let result = run_turn(&self.deps, req, tx).await;
         let mut events = Vec::new();
         while let Ok(e) = rx.try_recv() {
             events.push(e);

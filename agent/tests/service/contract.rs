@@ -219,6 +219,23 @@ async fn every_bad_input_gets_a_json_error_with_the_right_status() {
             StatusCode::BAD_REQUEST,
             "session_budget_usdc",
         ),
+        // What a web page can send cross-origin without a preflight.
+        (
+            Request::post("/invocations")
+                .header("content-type", "text/plain")
+                .body(Body::from(r#"{"prompt":"x"}"#))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "must be JSON",
+        ),
+        (
+            post()
+                .header("origin", "http://evil.example")
+                .body(Body::from(r#"{"prompt":"x"}"#))
+                .unwrap(),
+            StatusCode::FORBIDDEN,
+            "not allowed",
+        ),
     ];
     for (req, want_status, want_text) in cases {
         let what = format!("{} {}", req.method(), req.uri());
@@ -227,6 +244,7 @@ async fn every_bad_input_gets_a_json_error_with_the_right_status() {
         let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
         let msg = v["error"].as_str().unwrap();
         assert!(msg.contains(want_text), "{msg:?} lacks {want_text:?}");
+        assert!(v["request_id"].is_string(), "{body}");
     }
     assert!(
         runner.seen.lock().unwrap().is_empty(),
@@ -240,6 +258,7 @@ async fn every_bad_input_gets_a_json_error_with_the_right_status() {
     );
     let res = reqwest::Client::new()
         .post(format!("{url}/invocations"))
+        .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await

@@ -18,6 +18,8 @@ pub fn limits() -> Limits {
         max_body_bytes: 4096,
         max_session_budget: Usdc::from_atomic(10_000_000),
         default_actor_id: "default".into(),
+        port: 8080,
+        allowed_origins: vec![],
     }
 }
 
@@ -120,6 +122,8 @@ impl TurnRunner for ContractRunner {
             timestamp: "2025-01-01T00:00:00Z".into(),
             model: "contract-test".into(),
             usage: Default::default(),
+            quotes: vec![],
+            refusals: vec![],
         })
     }
 }
@@ -130,6 +134,7 @@ pub fn clone_req(r: &TurnRequest) -> TurnRequest {
         actor_id: r.actor_id.clone(),
         prompt: r.prompt.clone(),
         session_budget: r.session_budget,
+        approval: r.approval.clone(),
     }
 }
 

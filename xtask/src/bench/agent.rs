@@ -73,6 +73,25 @@ pub async fn invoke(
     Ok(body)
 }
 
+/// The user's approval of a quoted request, sent as data.
+pub async fn approve(
+    http: &reqwest::Client,
+    agent: &str,
+    session: &str,
+    request_id: &str,
+) -> Result<Value> {
+    let resp = http
+        .post(format!("{agent}/invocations"))
+        .header("x-amzn-bedrock-agentcore-runtime-session-id", session)
+        .json(&json!({"approve": {"request_id": request_id, "approved": true}}))
+        .send()
+        .await?;
+    let status = resp.status();
+    let body: Value = resp.json().await.context("agent answer is not JSON")?;
+    ensure!(status.is_success(), "approval answered {status}: {body}");
+    Ok(body)
+}
+
 pub fn session_id(kind: &str, i: usize) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -443,7 +443,14 @@ async fn measure(
         !agent::paid(&first),
         "consent path paid without consent: {first}"
     );
-    let second = agent::invoke(&http, &consent_agent, &s, "yes, go ahead").await?;
+    // The user's approval arrives as data (never as chat text).
+    let request_id = first["output"]["quotes"]
+        .as_array()
+        .and_then(|q| q.iter().rev().find(|q| q["needs_approval"] == true))
+        .and_then(|q| q["request_id"].as_str())
+        .with_context(|| format!("consent path: no quote to approve in {first}"))?
+        .to_owned();
+    let second = agent::approve(&http, &consent_agent, &s, &request_id).await?;
     ensure!(
         agent::paid(&second),
         "consent path did not pay after consent: {second}"
