@@ -235,7 +235,6 @@ async fn a_mined_reverted_settlement_delivers_nothing_and_charges_nothing() {
 /// in a final state (the gateway does not forget it and does not leave it
 /// in flight). The gateway on `main` deletes the record here.
 #[tokio::test]
-#[ignore = "needs the seller's final refusal record (issue 12, branch h-seller); run with --ignored"]
 async fn a_mined_reverted_settlement_leaves_a_final_record() {
     let _one = CHAIN.lock().await;
     let stack = stack();

@@ -62,7 +62,11 @@ pub struct Turn {
 
 pub async fn run(paths: &Paths, opts: &DemoOptions) -> Result<()> {
     setup::run(paths).await?;
-    let stack = RunningStack::up(paths, &StackOptions::from_env()?).await?;
+    let opts_stack = StackOptions {
+        build_for_tests: false,
+        ..StackOptions::from_env()?
+    };
+    let stack = RunningStack::up(paths, &opts_stack).await?;
     let result = conversation(paths, &stack).await;
     if opts.web && result.is_ok() {
         let agent = stack.get("AGENT_URL").unwrap_or_default();

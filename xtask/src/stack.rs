@@ -66,8 +66,12 @@ pub struct StackOptions {
     pub ports: Ports,
     /// Start the gateway and the agent too (when their binaries are real).
     pub apps: bool,
-    /// Build the app binaries first (`cargo build -p gateway-lambda -p agent --bins`).
+    /// Build the app binaries first (see [`build_apps`]).
     pub build_apps: bool,
+    /// Build them as the tests do (`--workspace --all-targets`), so a
+    /// following `cargo test` reuses every dependency; off for the demo,
+    /// which needs only the two binaries.
+    pub build_for_tests: bool,
     /// Which build of the apps to run (`target/debug` or `target/release`).
     pub release: bool,
 }
@@ -78,6 +82,7 @@ impl StackOptions {
             ports: Ports::from_env()?,
             apps: true,
             build_apps: true,
+            build_for_tests: true,
             release: false,
         })
     }
@@ -276,7 +281,7 @@ impl RunningStack {
         let mut agent_url = None;
         if opts.apps {
             if opts.build_apps {
-                build_apps(paths, opts.release).await?;
+                build_apps(paths, opts.release, opts.build_for_tests).await?;
             }
             let url = format!("http://127.0.0.1:{}", p.gateway);
             let mut env = common.clone();
@@ -624,15 +629,23 @@ fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `cargo build -p gateway-lambda -p agent --bins`.
-pub async fn build_apps(paths: &Paths, release: bool) -> Result<()> {
+/// `cargo build -p gateway-lambda -p agent --bins` (`--release` too), or with
+/// `for_tests` `cargo build --workspace --all-targets`: the feature set
+/// `cargo test --workspace` resolves (dev-dependencies unify features), so
+/// bringing the stack up and testing do not rebuild each other's dependencies.
+pub async fn build_apps(paths: &Paths, release: bool, for_tests: bool) -> Result<()> {
     let mut cmd = tokio::process::Command::new(paths::cargo());
-    cmd.current_dir(&paths.root).args(["build", "--bins"]);
+    cmd.current_dir(&paths.root).arg("build");
     if release {
         cmd.arg("--release");
     }
-    for app in [GATEWAY, AGENT] {
-        cmd.args(["-p", app.package]);
+    if for_tests && !release {
+        cmd.args(["--workspace", "--all-targets"]);
+    } else {
+        cmd.arg("--bins");
+        for app in [GATEWAY, AGENT] {
+            cmd.args(["-p", app.package]);
+        }
     }
     let status = cmd
         .kill_on_drop(true)

@@ -51,7 +51,13 @@ pub fn static_checks(paths: &Paths) -> Vec<Check> {
             ],
             root,
         ),
-        Check::cargo("cargo build", &["build", "--workspace", "--bins"], root),
+        // All targets: the features `cargo test` resolves, so the test step
+        // builds no dependency again.
+        Check::cargo(
+            "cargo build",
+            &["build", "--workspace", "--all-targets"],
+            root,
+        ),
     ]
 }
 

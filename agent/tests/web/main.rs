@@ -69,7 +69,6 @@ async fn the_page_reconnects_after_the_agent_restarts_and_continues_the_session(
 /// Above the auto-approve limit the page shows an approval card bound to the
 /// quote; Approve pays exactly once.
 #[tokio::test]
-#[ignore = "needs the approval protocol (quote event + {type: approve}) from h-access-agent"]
 async fn approve_above_auto_approve_pays_once() {
     let mut agent = Agent::start("approve", "0.01").await;
     let r = run_page(&mut agent, "approve").await;
@@ -80,7 +79,6 @@ async fn approve_above_auto_approve_pays_once() {
 
 /// Decline pays nothing.
 #[tokio::test]
-#[ignore = "needs the approval protocol (quote event + {type: approve}) from h-access-agent"]
 async fn decline_above_auto_approve_pays_nothing() {
     let mut agent = Agent::start("decline", "0.01").await;
     run_page(&mut agent, "decline").await;

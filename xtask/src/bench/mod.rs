@@ -99,7 +99,7 @@ pub async fn run(paths: &Paths, opts: &BenchOptions) -> Result<()> {
         if release { "release" } else { "debug" }
     );
     if !opts.no_build {
-        stack::build_apps(paths, release).await?;
+        stack::build_apps(paths, release, false).await?;
     }
     let mut stack = RunningStack::up(
         paths,
