@@ -104,6 +104,9 @@ pub struct MoneyConfig {
     /// `MAX_SESSION_BUDGET_USDC`, default 10.00: the highest budget a caller
     /// may request per invocation (`session_budget_usdc`); above it, 400.
     pub max_session_budget: Usdc,
+    /// `MAX_PAYMENT_TIMEOUT_SECONDS`, default 600: the longest authorization
+    /// window (the seller's `maxTimeoutSeconds`) the agent signs.
+    pub max_payment_timeout_seconds: u64,
 }
 
 /// A secret setting: by value (local) or by Secrets Manager ARN (AWS).
@@ -290,6 +293,10 @@ impl Config {
             session_budget: r.parse_or("SESSION_BUDGET_USDC", DEFAULT_SESSION_BUDGET),
             auto_approve_max: r.parse_or("AUTO_APPROVE_MAX_USDC", DEFAULT_AUTO_APPROVE_MAX),
             max_session_budget: r.parse_or("MAX_SESSION_BUDGET_USDC", DEFAULT_MAX_SESSION_BUDGET),
+            max_payment_timeout_seconds: r.parse_or(
+                "MAX_PAYMENT_TIMEOUT_SECONDS",
+                tools::policy::DEFAULT_MAX_TIMEOUT_SECONDS,
+            ),
         };
         if money.session_budget > money.max_session_budget {
             r.problem(format!(
@@ -557,6 +564,7 @@ mod tests {
         assert_eq!(c.server.host.to_string(), "0.0.0.0");
         assert_eq!(c.money.session_budget.to_string(), "1.00");
         assert_eq!(c.money.auto_approve_max, Usdc::from_atomic(100_000));
+        assert_eq!(c.money.max_payment_timeout_seconds, 600);
         assert_eq!(c.chain.network, Network::BaseSepolia);
         assert_eq!(c.chain.usdc_contract, Network::BaseSepolia.default_usdc());
         assert_eq!(

@@ -8,6 +8,7 @@
 pub mod agent_tools;
 pub mod chat;
 pub mod config;
+pub mod declined;
 pub mod document;
 pub mod events;
 pub mod ledger;

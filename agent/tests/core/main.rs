@@ -5,6 +5,7 @@
 
 mod bedrock_server;
 mod bedrock_wire;
+mod declined;
 mod money;
 mod process;
 mod seller;
