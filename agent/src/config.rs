@@ -138,6 +138,9 @@ pub struct MoneyConfig {
     /// `QUOTE_TTL_SECONDS`, default 300: how long a quote that needs the
     /// user's approval, and the approval itself, stay valid.
     pub quote_ttl_seconds: u64,
+    /// `MAX_PAYMENT_TIMEOUT_SECONDS`, default 600: the longest authorization
+    /// window (the seller's `maxTimeoutSeconds`) the agent signs.
+    pub max_payment_timeout_seconds: u64,
 }
 
 /// A secret setting: by value (local) or by Secrets Manager ARN (AWS).
@@ -339,6 +342,10 @@ impl Config {
             user_daily_cap: r.parse_or("USER_DAILY_CAP_USDC", DEFAULT_USER_DAILY_CAP),
             wallet_daily_cap: r.parse_or("WALLET_DAILY_CAP_USDC", DEFAULT_WALLET_DAILY_CAP),
             quote_ttl_seconds: r.positive("QUOTE_TTL_SECONDS", DEFAULT_QUOTE_TTL_SECONDS),
+            max_payment_timeout_seconds: r.parse_or(
+                "MAX_PAYMENT_TIMEOUT_SECONDS",
+                tools::policy::DEFAULT_MAX_TIMEOUT_SECONDS,
+            ),
         };
         if money.session_budget > money.max_session_budget {
             r.problem(format!(
@@ -659,6 +666,7 @@ mod tests {
         assert!(!c.server.web_ui, "the web page is off unless asked for");
         assert_eq!(c.money.session_budget.to_string(), "1.00");
         assert_eq!(c.money.auto_approve_max, Usdc::from_atomic(100_000));
+        assert_eq!(c.money.max_payment_timeout_seconds, 600);
         assert_eq!(c.chain.network, Network::BaseSepolia);
         assert_eq!(c.chain.usdc_contract, Network::BaseSepolia.default_usdc());
         assert_eq!(

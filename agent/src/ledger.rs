@@ -113,8 +113,9 @@ pub enum LedgerEntry {
         request_id: String,
         image: StoredImage,
     },
-    /// The seller refused the prepared payment (it did not settle). The
-    /// amount stays counted as spent: refusing is conservative.
+    /// The seller refused the prepared payment, and the chain confirmed it
+    /// never settles (unused at a block past `validBefore`: see
+    /// [`crate::declined`]). The amount stays counted as spent: conservative.
     Rejected { request_id: String, reason: String },
 }
 
@@ -364,16 +365,19 @@ pub struct MoneyRules {
     pub network: Network,
     /// Largest price paid without asking the user.
     pub auto_approve_max: Usdc,
+    /// Longest authorization window signed (the policy's `max_timeout`).
+    pub max_timeout_seconds: u64,
 }
 
 impl MoneyRules {
     /// The `tools` payment policy these rules stand for: this network, this
-    /// asset, this one payee.
+    /// asset, this one payee, this longest authorization window.
     pub fn policy(&self) -> PaymentPolicy {
         PaymentPolicy {
             network: self.network,
             asset: self.asset,
             allowed_pay_to: vec![self.seller],
+            max_timeout_seconds: self.max_timeout_seconds,
         }
     }
 }
@@ -606,6 +610,7 @@ mod tests {
             asset: Network::BaseSepolia.default_usdc(),
             network: Network::BaseSepolia,
             auto_approve_max: usdc("0.10"),
+            max_timeout_seconds: 600,
         }
     }
 
@@ -704,6 +709,9 @@ mod tests {
         q.network = Network::Base;
         assert_eq!(rule(&q), "network");
         assert_eq!(rule(&quote("0")), "amount");
+        let mut q = quote("0.04");
+        q.max_timeout_seconds = u64::MAX;
+        assert_eq!(rule(&q), "max_timeout");
         assert_eq!(check_quote(&quote("0.04"), &rules()), Ok(()));
     }
 

@@ -9,6 +9,7 @@ pub mod access;
 pub mod agent_tools;
 pub mod chat;
 pub mod config;
+pub mod declined;
 pub mod document;
 pub mod events;
 pub mod ledger;

@@ -92,7 +92,7 @@ use crate::{
     access::{AccessStore, Claim, local::LocalAccessStore},
     events::{AgentEvent, Output},
     observability::AGENT_NAME,
-    session::ids::is_valid_client_id,
+    session::ids::{is_valid_client_id, session_key},
     turn::{ApprovalAnswer, TurnError, TurnRequest},
 };
 
@@ -338,8 +338,9 @@ struct SessionGuard {
 
 impl SessionLocks {
     async fn lock(&self, actor: &str, session: &str) -> SessionGuard {
-        // '\n' cannot occur in a valid id, so keys never collide.
-        let key = format!("{actor}\n{session}");
+        // Keyed like the session store, so every spelling that reaches one
+        // stored session (and its one budget) waits for the same lock.
+        let key = session_key(actor, session);
         let mutex = {
             let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(key.clone()).or_default().clone()
@@ -1121,6 +1122,26 @@ mod tests {
         drop(g1);
         let g3 = waiter.await;
         drop((g2, g3));
+        assert_eq!(locks.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn two_spellings_of_one_stored_session_share_its_lock() {
+        use crate::session::ids::storage_id;
+        let locks = SessionLocks::default();
+        // `user:42.x` is stored under its digest; a client may send that
+        // digest itself as a (valid) session id and reach the same store.
+        let (spelled, stored) = ("user:42.x", storage_id("user:42.x"));
+        assert_ne!(spelled, stored);
+        let g1 = locks.lock("a", spelled).await;
+        let mut waiter = Box::pin(locks.lock("a", &stored));
+        assert!(
+            futures::poll!(&mut waiter).is_pending(),
+            "a second spelling must wait for the turn of the first"
+        );
+        assert_eq!(locks.len(), 1);
+        drop(g1);
+        drop(waiter.await);
         assert_eq!(locks.len(), 0);
     }
 }

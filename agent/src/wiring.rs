@@ -225,6 +225,7 @@ pub async fn turn_deps(
         asset: cfg.chain.usdc_contract,
         network: cfg.chain.network,
         auto_approve_max: cfg.money.auto_approve_max,
+        max_timeout_seconds: cfg.money.max_payment_timeout_seconds,
     };
     // The ledger checks quotes against the rules; the client checks the same
     // policy again when it signs.

@@ -19,6 +19,19 @@
 //!    into a [`Receipt`]. Sending the same payment again is safe: the token
 //!    accepts a nonce once, and a well-behaved seller answers a repeated
 //!    payment with the content it already sold.
+//!
+//! What the buyer does not take from the seller's HTTP on trust:
+//! - **Redirects are never followed** (the client is built with
+//!   `redirect::Policy::none()`): a payment header is a bearer instrument
+//!   until settled and goes only to the URL the caller named, never to a
+//!   `Location` the seller picks. A 3xx is an answer like any other.
+//! - **Bodies are bounded**: a 402 (or any error) answer is read up to
+//!   [`MAX_402_BODY_BYTES`], paid content up to [`MAX_PAID_BODY_BYTES`];
+//!   beyond that the answer is refused with [`ClientError::TooLarge`] (or,
+//!   for a paid request, [`ClientError::Indeterminate`]: the payment may
+//!   have settled, and the same payment can be sent again).
+//! - **The validity window is capped** by the policy's `max_timeout` rule
+//!   before anything is signed (see [`crate::policy`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -47,6 +60,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long [`X402Client::send`] keeps re-sending a payment the seller
 /// reports as still in progress.
 pub const IN_PROGRESS_WAIT: Duration = Duration::from_secs(60);
+/// Largest 402 or error answer read: requirements and an error message
+/// fit in a few KiB.
+pub const MAX_402_BODY_BYTES: usize = 64 * 1024;
+/// Largest successful answer read (paid content): a 2048x2048 PNG as
+/// base64 JSON is well below this.
+pub const MAX_PAID_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// A request that can be sent twice (unpaid, then paid): its body is bytes.
 #[derive(Clone, Debug)]
@@ -109,6 +128,7 @@ impl Quote {
             asset: self.asset,
             pay_to: self.pay_to,
             amount: self.amount,
+            max_timeout_seconds: self.max_timeout_seconds,
         }
     }
 }
@@ -191,6 +211,56 @@ pub enum ClientError {
     /// have settled. Send the same payment again to find out.
     #[error("the seller did not answer clearly: {0}")]
     Indeterminate(String),
+    /// An unpaid answer larger than this client reads.
+    #[error("the seller's {status} answer is larger than the {limit} bytes this client reads")]
+    TooLarge { status: u16, limit: usize },
+}
+
+/// Why a body could not be read.
+enum BodyError {
+    TooLarge(usize),
+    Read(String),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TooLarge(limit) => write!(f, "the answer is larger than {limit} bytes"),
+            BodyError::Read(e) => f.write_str(e),
+        }
+    }
+}
+
+/// The largest body read for an answer with `status`.
+fn body_limit(status: StatusCode) -> usize {
+    if status.is_success() {
+        MAX_PAID_BODY_BYTES
+    } else {
+        MAX_402_BODY_BYTES
+    }
+}
+
+/// Reads `resp`'s body, refusing it as soon as it is known to exceed
+/// `limit` (by `Content-Length`, or while streaming a chunked body).
+async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, BodyError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Err(BodyError::TooLarge(limit));
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Read(e.to_string()))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// The x402 buyer.
@@ -203,22 +273,24 @@ pub struct X402Client {
 impl X402Client {
     pub fn new(signer: Arc<dyn PaymentSigner>, policy: PaymentPolicy) -> Self {
         Self::with_http(
-            reqwest::Client::builder()
-                .timeout(DEFAULT_TIMEOUT)
-                .build()
-                .expect("reqwest client builds"),
+            reqwest::Client::builder().timeout(DEFAULT_TIMEOUT),
             signer,
             policy,
         )
     }
 
+    /// With the caller's HTTP settings, except redirects: they are always
+    /// off, so a payment header never reaches a URL the seller chose.
     pub fn with_http(
-        http: reqwest::Client,
+        http: reqwest::ClientBuilder,
         signer: Arc<dyn PaymentSigner>,
         policy: PaymentPolicy,
     ) -> Self {
         X402Client {
-            http,
+            http: http
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("reqwest client builds"),
             signer,
             policy,
         }
@@ -259,10 +331,18 @@ impl X402Client {
             })?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| ClientError::Unreachable {
-            url: req.url.clone(),
-            reason: e.to_string(),
-        })?;
+        let body = read_body(resp, body_limit(status))
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge(limit) => ClientError::TooLarge {
+                    status: status.as_u16(),
+                    limit,
+                },
+                BodyError::Read(reason) => ClientError::Unreachable {
+                    url: req.url.clone(),
+                    reason,
+                },
+            })?;
         match status {
             StatusCode::PAYMENT_REQUIRED => self.parse_402(&req.url, &headers, &body).map(Ok),
             s if s.is_success() => Ok(Err(PaidResponse {
@@ -274,6 +354,10 @@ impl X402Client {
             s if s.is_client_error() => Err(ClientError::Refused {
                 status: s.as_u16(),
                 message: error_message(&body),
+            }),
+            s if s.is_redirection() => Err(ClientError::Refused {
+                status: s.as_u16(),
+                message: redirect_message(&headers),
             }),
             s => Err(ClientError::Unreachable {
                 url: req.url.clone(),
@@ -351,6 +435,17 @@ impl X402Client {
         quote: &Quote,
         limits: &Limits,
     ) -> Result<PreparedPayment, ClientError> {
+        self.prepare_at(quote, limits, now_secs()).await
+    }
+
+    /// [`Self::prepare`] with the clock passed in: the authorization is
+    /// valid from `now - VALID_AFTER_SKEW_SECS` until `now + maxTimeoutSeconds`.
+    pub async fn prepare_at(
+        &self,
+        quote: &Quote,
+        limits: &Limits,
+        now: u64,
+    ) -> Result<PreparedPayment, ClientError> {
         policy::check(&self.policy, &quote.ask(), limits)?;
         let extra: wire::TokenExtra = quote
             .requirement
@@ -360,8 +455,10 @@ impl X402Client {
             .ok_or_else(|| {
                 ClientError::BadQuote("the offer lacks the token's EIP-712 name/version".into())
             })?;
-        let now = now_secs();
-        let valid_before = now + quote.max_timeout_seconds.max(60);
+        // The policy capped the window; never wrap around regardless.
+        let valid_before = now
+            .checked_add(quote.max_timeout_seconds.max(60))
+            .ok_or_else(|| ClientError::BadQuote("maxTimeoutSeconds overflows".into()))?;
         let auth = Authorization {
             from: self.signer.address(),
             to: quote.pay_to,
@@ -442,10 +539,11 @@ impl X402Client {
                 .map_err(|e| ClientError::Indeterminate(e.to_string()))?;
             let status = resp.status();
             let headers = resp.headers().clone();
-            let body = resp
-                .bytes()
+            // Too large is not "refused": the seller may have settled, and
+            // the same payment can be sent again.
+            let body = read_body(resp, body_limit(status))
                 .await
-                .map_err(|e| ClientError::Indeterminate(e.to_string()))?;
+                .map_err(|e| ClientError::Indeterminate(format!("{status}: {e}")))?;
             let in_progress = status == StatusCode::CONFLICT
                 && serde_json::from_slice::<serde_json::Value>(&body)
                     .is_ok_and(|v| v["code"] == "payment_in_progress");
@@ -491,6 +589,12 @@ impl X402Client {
                     .unwrap_or_else(|| error_message(&body));
                 Err(ClientError::PaymentRejected(reason))
             }
+            // Not followed (see the module docs); whether the payment settled
+            // is unknown, and only the same URL is ever asked again.
+            s if s.is_redirection() => Err(ClientError::Indeterminate(format!(
+                "{s}: {}",
+                redirect_message(&headers)
+            ))),
             s if s.is_client_error()
                 && s != StatusCode::REQUEST_TIMEOUT
                 && s != StatusCode::CONFLICT
@@ -530,6 +634,15 @@ pub fn error_message(body: &[u8]) -> String {
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned())
+}
+
+/// What a redirect answer says, for an error message.
+fn redirect_message(headers: &HeaderMap) -> String {
+    let location = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or("nowhere");
+    format!("the seller redirects to {location}; redirects are not followed")
 }
 
 fn now_secs() -> u64 {

@@ -8,6 +8,12 @@ pub mod caps;
 use alloy::primitives::Address;
 use x402::{Network, Usdc};
 
+/// Default for [`PaymentPolicy::max_timeout_seconds`]: ten minutes. The
+/// seller's `maxTimeoutSeconds` becomes the authorization's `validBefore`,
+/// i.e. how long a signed payment can still be settled by whoever holds it.
+/// Our gateway asks 300 s; a seller asking for more than this is refused.
+pub const DEFAULT_MAX_TIMEOUT_SECONDS: u64 = 600;
+
 /// Fixed by configuration, never by the model or the seller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentPolicy {
@@ -16,6 +22,22 @@ pub struct PaymentPolicy {
     pub asset: Address,
     /// Who may be paid (default: just `SELLER_WALLET`).
     pub allowed_pay_to: Vec<Address>,
+    /// The longest validity window a seller may ask for (its
+    /// `maxTimeoutSeconds`); default [`DEFAULT_MAX_TIMEOUT_SECONDS`].
+    pub max_timeout_seconds: u64,
+}
+
+impl PaymentPolicy {
+    /// Payments on `network` in `asset` to one of `allowed_pay_to`, with the
+    /// default timeout cap.
+    pub fn new(network: Network, asset: Address, allowed_pay_to: Vec<Address>) -> Self {
+        PaymentPolicy {
+            network,
+            asset,
+            allowed_pay_to,
+            max_timeout_seconds: DEFAULT_MAX_TIMEOUT_SECONDS,
+        }
+    }
 }
 
 /// What this payment may cost.
@@ -47,6 +69,8 @@ pub struct Ask {
     pub asset: Address,
     pub pay_to: Address,
     pub amount: Usdc,
+    /// How long the signed authorization would stay valid (seconds).
+    pub max_timeout_seconds: u64,
 }
 
 /// Why a payment was refused: the rule, what was asked and the limit.
@@ -82,6 +106,10 @@ pub enum PolicyRefusal {
     },
     #[error("amount: the seller asks for a zero payment")]
     Zero,
+    #[error(
+        "max timeout: the seller asks {amount} USDC with an authorization valid for {asked} s, longer than the {limit} s allowed"
+    )]
+    Timeout { asked: u64, limit: u64, amount: Usdc },
 }
 
 impl PolicyRefusal {
@@ -94,6 +122,7 @@ impl PolicyRefusal {
             PolicyRefusal::OverAuthorised { .. } => "authorised_amount",
             PolicyRefusal::OverBudget { .. } => "session_budget",
             PolicyRefusal::Zero => "amount",
+            PolicyRefusal::Timeout { .. } => "max_timeout",
         }
     }
 }
@@ -123,6 +152,15 @@ pub fn check(policy: &PaymentPolicy, ask: &Ask, limits: &Limits) -> Result<(), P
     if ask.amount == Usdc::ZERO {
         return Err(PolicyRefusal::Zero);
     }
+    // A long window leaves a signed payment redeemable long after the
+    // request is over (and `now + u64::MAX` overflows).
+    if ask.max_timeout_seconds > policy.max_timeout_seconds {
+        return Err(PolicyRefusal::Timeout {
+            asked: ask.max_timeout_seconds,
+            limit: policy.max_timeout_seconds,
+            amount: ask.amount,
+        });
+    }
     if ask.amount > limits.authorised {
         return Err(PolicyRefusal::OverAuthorised {
             asked: ask.amount,
@@ -151,11 +189,11 @@ mod tests {
     const SELLER: Address = address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
 
     fn policy() -> PaymentPolicy {
-        PaymentPolicy {
-            network: Network::BaseSepolia,
-            asset: x402::network::BASE_SEPOLIA_USDC,
-            allowed_pay_to: vec![SELLER],
-        }
+        PaymentPolicy::new(
+            Network::BaseSepolia,
+            x402::network::BASE_SEPOLIA_USDC,
+            vec![SELLER],
+        )
     }
 
     fn ask(amount: u64) -> Ask {
@@ -164,6 +202,7 @@ mod tests {
             asset: x402::network::BASE_SEPOLIA_USDC,
             pay_to: SELLER,
             amount: Usdc::from_atomic(amount),
+            max_timeout_seconds: 300,
         }
     }
 
@@ -203,6 +242,32 @@ mod tests {
             "authorised amount: the seller asks 0.100001 USDC, more than the 0.10 USDC authorised for this request"
         );
         assert_eq!(check(&p, &ask(0), &l).unwrap_err().rule(), "amount");
+    }
+
+    #[test]
+    fn the_authorization_window_is_capped() {
+        let p = policy();
+        let l = limits(100_000, 0, 1_000_000);
+        let at = |secs: u64| Ask {
+            max_timeout_seconds: secs,
+            ..ask(40_000)
+        };
+        assert_eq!(check(&p, &at(DEFAULT_MAX_TIMEOUT_SECONDS), &l), Ok(()));
+        let e = check(&p, &at(DEFAULT_MAX_TIMEOUT_SECONDS + 1), &l).unwrap_err();
+        assert_eq!(e.rule(), "max_timeout");
+        assert_eq!(
+            e.to_string(),
+            "max timeout: the seller asks 0.04 USDC with an authorization valid for 601 s, longer than the 600 s allowed"
+        );
+        // The value that would overflow `now + timeout`.
+        let e = check(&p, &at(u64::MAX), &l).unwrap_err();
+        assert_eq!(e.rule(), "max_timeout");
+        // Configurable.
+        let strict = PaymentPolicy {
+            max_timeout_seconds: 60,
+            ..policy()
+        };
+        assert_eq!(check(&strict, &at(61), &l).unwrap_err().rule(), "max_timeout");
     }
 
     #[test]

@@ -2,10 +2,17 @@
 //! ETH and USDC balances read from the chain (alloy on `RPC_URL`,
 //! `balanceOf` on `USDC_CONTRACT`). Amounts are exact decimals: USDC as
 //! [`Usdc`] (6 decimals), ETH as a decimal string of its 18-decimal wei.
+//!
+//! It also answers what the chain knows about one of the wallet's signed
+//! authorizations ([`Wallet::authorization`]): the agent asks before it
+//! calls a payment the seller answered with `402` "refused".
 
 use alloy::{
-    primitives::{Address, U256},
+    eips::BlockNumberOrTag,
+    primitives::{Address, B256, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
+    rpc::types::Filter,
+    sol_types::SolEvent,
 };
 use async_trait::async_trait;
 use serde::Serialize;
@@ -27,12 +34,43 @@ pub struct WalletInfo {
     pub usdc: Usdc,
 }
 
+/// What the chain says about one EIP-3009 authorization, all read at one
+/// block (so "unused" and the time are consistent: an authorization unused
+/// at a block whose timestamp is at or past its `validBefore` can never be
+/// mined, since later blocks only have later timestamps).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizationFacts {
+    /// The block the facts were read at, and its timestamp (unix seconds).
+    pub block: u64,
+    pub block_timestamp: u64,
+    /// `authorizationState(payer, nonce)` at that block.
+    pub used: bool,
+    /// When used: the transaction whose receipt has the token's
+    /// `AuthorizationUsed(payer, nonce)` log, if the node still finds it.
+    pub transaction: Option<B256>,
+    /// That transaction succeeded and its receipt has, from the token,
+    /// `Transfer(payer -> pay_to)` logs summing to this amount.
+    pub paid_to_payee: Option<Usdc>,
+}
+
 #[async_trait]
 pub trait Wallet: Send + Sync {
     fn address(&self) -> Address;
     async fn usdc_balance(&self) -> Result<Usdc, WalletError>;
     async fn info(&self) -> Result<WalletInfo, WalletError>;
+    /// What the chain says about `payer`'s authorization `nonce`, and what
+    /// the transaction that used it (if any) paid to `pay_to`.
+    async fn authorization(
+        &self,
+        payer: Address,
+        nonce: B256,
+        pay_to: Address,
+    ) -> Result<AuthorizationFacts, WalletError>;
 }
+
+/// How far back to look for an `AuthorizationUsed` log: authorizations live
+/// minutes; Base makes a block every 2 s.
+const LOG_LOOKBACK_BLOCKS: u64 = 10_000;
 
 /// Reads balances from an RPC node.
 pub struct ChainWallet {
@@ -106,6 +144,79 @@ impl Wallet for ChainWallet {
             eth: format_units(wei, 18),
             usdc,
         })
+    }
+
+    async fn authorization(
+        &self,
+        payer: Address,
+        nonce: B256,
+        pay_to: Address,
+    ) -> Result<AuthorizationFacts, WalletError> {
+        let err = |e: &dyn std::fmt::Display| WalletError(e.to_string());
+        let head = self
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| err(&e))?
+            .ok_or_else(|| WalletError("the node has no latest block".into()))?;
+        let (block, block_timestamp) = (head.header.number, head.header.timestamp);
+        let token = IUsdc::new(self.usdc, &self.provider);
+        let used = token
+            .authorizationState(payer, nonce)
+            .block(block.into())
+            .call()
+            .await
+            .map_err(|e| err(&e))?;
+        let mut facts = AuthorizationFacts {
+            block,
+            block_timestamp,
+            used,
+            transaction: None,
+            paid_to_payee: None,
+        };
+        if !used {
+            return Ok(facts);
+        }
+        let filter = Filter::new()
+            .address(self.usdc)
+            .event_signature(IUsdc::AuthorizationUsed::SIGNATURE_HASH)
+            .topic1(payer.into_word())
+            .topic2(nonce)
+            .from_block(block.saturating_sub(LOG_LOOKBACK_BLOCKS))
+            .to_block(block);
+        let logs = self.provider.get_logs(&filter).await.map_err(|e| err(&e))?;
+        let Some(tx) = logs.iter().find_map(|l| l.transaction_hash) else {
+            return Ok(facts);
+        };
+        facts.transaction = Some(tx);
+        let Some(receipt) = self
+            .provider
+            .get_transaction_receipt(tx)
+            .await
+            .map_err(|e| err(&e))?
+        else {
+            return Ok(facts);
+        };
+        if !receipt.status() {
+            return Ok(facts);
+        }
+        let mut paid = Usdc::ZERO;
+        for log in receipt.inner.logs() {
+            if log.address() != self.usdc {
+                continue;
+            }
+            if let Ok(t) = IUsdc::Transfer::decode_log(&log.inner)
+                && t.from == payer
+                && t.to == pay_to
+            {
+                let v = Usdc::from_u256(t.value).map_err(|e| err(&e))?;
+                paid = paid
+                    .checked_add(v)
+                    .ok_or_else(|| WalletError("transfer sum overflows".into()))?;
+            }
+        }
+        facts.paid_to_payee = (paid > Usdc::ZERO).then_some(paid);
+        Ok(facts)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The x402 client on the local stack: it pays our gateway (v2, and v1 when
 //! the seller speaks only v1) and an official `@x402/express` seller; the
 //! receipts carry real transactions whose transfers match the amounts. The
-//! policy refuses before anything is signed.
+//! policy refuses before anything is signed. `hostile` holds a seller that
+//! abuses the buyer's trust in its HTTP.
 
 use std::sync::{
     Arc,
@@ -23,6 +24,9 @@ use tools::{
     signer::{LocalSigner, PaymentSigner, SignerError},
 };
 use x402::{Network, Usdc, eip3009::Authorization};
+
+#[path = "client/hostile.rs"]
+mod hostile;
 
 fn stack() -> testkit::Stack {
     testkit::Stack::load().expect("the local stack must be up (cargo xtask stack)")
@@ -61,11 +65,7 @@ fn counting(key: &PrivateKeySigner) -> Arc<Counting> {
 }
 
 fn policy(stack: &testkit::Stack, pay_to: Address) -> PaymentPolicy {
-    PaymentPolicy {
-        network: Network::BaseSepolia,
-        asset: stack.usdc_contract,
-        allowed_pay_to: vec![pay_to],
-    }
+    PaymentPolicy::new(Network::BaseSepolia, stack.usdc_contract, vec![pay_to])
 }
 
 /// Our gateway in-process, on a loopback port.
@@ -317,11 +317,11 @@ async fn an_unreachable_seller_gives_no_quote() {
     let key = PrivateKeySigner::random();
     let client = X402Client::new(
         counting(&key),
-        PaymentPolicy {
-            network: Network::BaseSepolia,
-            asset: x402::network::BASE_SEPOLIA_USDC,
-            allowed_pay_to: vec![],
-        },
+        PaymentPolicy::new(
+            Network::BaseSepolia,
+            x402::network::BASE_SEPOLIA_USDC,
+            vec![],
+        ),
     );
     let e = client
         .quote(&PaidRequest::post_json(

@@ -38,6 +38,7 @@ use tools::policy::caps::DailyCaps;
 
 use crate::{
     access::{AccessError, AccessStore, Reservation},
+    declined::{self, Verdict},
     events::{AgentEvent, PaymentReceipt, QuoteInfo, RefusalInfo},
     ledger::{self, Decision, LedgerEntry, MoneyRules, Refusal, RequestState, StoredImage},
     model::{ImageFormat, Model, ToolSpec},
@@ -630,30 +631,36 @@ impl ToolBox {
                     }
                 }
                 state @ (RequestState::Prepared { .. } | RequestState::Paid { .. }) => {
-                    let (payment, already_settled) = match state {
-                        RequestState::Prepared { payment, .. } => (payment, false),
-                        RequestState::Paid { payment, .. } => (payment, true),
+                    let (payment, settled) = match state {
+                        RequestState::Prepared { payment, .. } => (payment, None),
+                        RequestState::Paid {
+                            payment, receipt, ..
+                        } => (payment, Some(receipt)),
                         _ => unreachable!("matched above"),
                     };
+                    let already_settled = settled.is_some();
                     // The same payment, whatever happened before: the seller
                     // answers a repeat with the content it already sold.
                     let purchase = match seller.send(&req, &payment).await {
                         Ok(p) => p,
-                        Err(SellerError::PaymentRejected(reason)) if !already_settled => {
-                            ctx.record(
-                                &mut ledger,
-                                LedgerEntry::Rejected {
-                                    request_id: request_id.clone(),
-                                    reason: reason.clone(),
-                                },
-                            )
-                            .await?;
-                            // Refused by the seller: it cannot settle, so
-                            // it no longer counts against the daily caps.
-                            let reservation =
-                                self.reservation(ctx, &request_id, payment.amount);
-                            self.release(&reservation).await;
-                            return Err(SellerError::PaymentRejected(reason).into());
+                        Err(SellerError::PaymentRejected(reason)) => {
+                            if let Some(receipt) = settled {
+                                return Err(ToolError::Other(paid_not_delivered(
+                                    &receipt, &reason,
+                                )));
+                            }
+                            // Paid on chain: recorded, then re-sent (above).
+                            let receipt = self
+                                .on_declined(ctx, &mut ledger, &request_id, &payment, &reason)
+                                .await?;
+                            paid_now = true;
+                            ctx.produced
+                                .lock()
+                                .expect("lock")
+                                .payments
+                                .push(receipt.clone());
+                            ctx.emit(AgentEvent::Payment { receipt }).await;
+                            continue;
                         }
                         Err(e @ SellerError::Indeterminate(_)) => {
                             return Err(ToolError::Other(format!(
@@ -859,6 +866,109 @@ impl ToolBox {
             .map_err(|e| ToolError::Other(e.to_string()))?;
         Ok(json!({"image_id": image.image_id, "analysis": answer}))
     }
+}
+
+impl ToolBox {
+    /// The seller answered `402` to a payment that was signed and sent. The
+    /// chain decides what that means ([`crate::declined`]): refused (recorded
+    /// as `Rejected`: no money moved), pending or unproven (left prepared,
+    /// counted against the budget), or paid: recorded as `Paid` with the
+    /// on-chain transaction, and its receipt returned so the caller re-sends
+    /// the same payment to recover the content.
+    async fn on_declined(
+        &self,
+        ctx: &TurnContext,
+        ledger: &mut Vec<LedgerEntry>,
+        request_id: &str,
+        payment: &ledger::PreparedPayment,
+        reason: &str,
+    ) -> Result<PaymentReceipt, ToolError> {
+        let nonce: alloy::primitives::B256 = payment.nonce.parse().map_err(|_| {
+            ToolError::Other("the ledger holds a payment with an unreadable nonce".into())
+        })?;
+        let facts = self
+            .wallet
+            .authorization(payment.payer, nonce, payment.pay_to)
+            .await
+            .map_err(|e| {
+                ToolError::Other(format!(
+                    "the image service declined the payment ({reason}), and the chain could not be \
+                     asked whether it settled ({e}). The payment stays pending and counted against \
+                     the budget: calling generate_image again re-sends the same payment and never \
+                     pays twice."
+                ))
+            })?;
+        match declined::verdict(payment, &facts) {
+            Verdict::Refused => {
+                ctx.record(
+                    ledger,
+                    LedgerEntry::Rejected {
+                        request_id: request_id.into(),
+                        reason: declined::refused_reason(reason, &facts),
+                    },
+                )
+                .await?;
+                // It never settled and no longer can: it no longer counts
+                // against the daily caps.
+                let reservation = self.reservation(ctx, request_id, payment.amount);
+                self.release(&reservation).await;
+                Err(ToolError::Other(format!(
+                    "the image service did not accept the payment ({reason}); the chain confirms \
+                     it never settled and no longer can: no money moved."
+                )))
+            }
+            Verdict::Pending { valid_before } => Err(ToolError::Other(format!(
+                "the image service declined the payment ({reason}), but the signed authorization \
+                 stays valid until {valid_before} (unix time) and may still settle, so the request \
+                 is pending, not refused, and counted against the budget. Calling generate_image \
+                 again for this request re-sends the same payment and never pays twice."
+            ))),
+            Verdict::UsedUnproven { transaction } => Err(ToolError::Other(format!(
+                "the image service declined the payment ({reason}), but on chain the \
+                 authorization was used (transaction {}) without a transfer of {} USDC to the \
+                 seller being found. It is not treated as refused and stays counted against the \
+                 budget.",
+                transaction.as_deref().unwrap_or("not found"),
+                payment.amount
+            ))),
+            Verdict::Paid { transaction } => {
+                let quote = latest_quote(ledger, request_id).ok_or_else(|| {
+                    ToolError::Other("the ledger has a payment without a quote".into())
+                })?;
+                let receipt = PaymentReceipt {
+                    request_id: request_id.into(),
+                    amount: payment.amount,
+                    asset: quote.asset.to_checksum(None),
+                    network: quote.network.v1_name().into(),
+                    pay_to: payment.pay_to.to_checksum(None),
+                    payer: payment.payer.to_checksum(None),
+                    transaction_url: quote.network.explorer_tx_url(&transaction),
+                    transaction,
+                    resource: quote.resource.clone(),
+                };
+                ctx.record(
+                    ledger,
+                    LedgerEntry::Paid {
+                        request_id: request_id.into(),
+                        receipt: receipt.clone(),
+                    },
+                )
+                .await?;
+                Ok(receipt)
+            }
+        }
+    }
+}
+
+/// A paid request whose content the seller does not deliver: exactly what
+/// happened, for the user.
+fn paid_not_delivered(receipt: &PaymentReceipt, reason: &str) -> String {
+    format!(
+        "this request is paid ({} USDC to {}, transaction {}) but the image service answered \
+         \"{reason}\" instead of the image: content not received. Calling generate_image again \
+         asks for it again with the same payment and never pays twice.",
+        receipt.amount, receipt.pay_to, receipt.transaction
+    )
 }
 
 fn latest_quote(ledger: &[LedgerEntry], request_id: &str) -> Option<ledger::Quote> {

@@ -38,6 +38,14 @@ pub fn storage_id(id: &str) -> String {
     }
 }
 
+/// The one identity of a session, for everything keyed by it (the turn
+/// lock, the stores): two client ids that [`storage_id`] maps to one stored
+/// session are one session. `'\n'` cannot occur in a storage id, so keys
+/// never collide.
+pub fn session_key(actor_id: &str, session_id: &str) -> String {
+    format!("{}\n{}", storage_id(actor_id), storage_id(session_id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +72,14 @@ mod tests {
         assert!(storage_id("-leading").starts_with("h-"));
         assert!(storage_id(&"a".repeat(101)).starts_with("h-"));
         assert_eq!(storage_id(&"a".repeat(100)), "a".repeat(100));
+    }
+
+    #[test]
+    fn a_session_has_one_key_whatever_its_spelling() {
+        let digest = storage_id("user:42.x");
+        assert!(is_valid_client_id(&digest), "a client may send the digest");
+        assert_eq!(session_key("a", "user:42.x"), session_key("a", &digest));
+        assert_ne!(session_key("a", "s"), session_key("b", "s"));
+        assert_ne!(session_key("a", "s"), session_key("a", "t"));
     }
 }

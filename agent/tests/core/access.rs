@@ -206,11 +206,7 @@ async fn race(store: Arc<dyn AccessStore>, caps: DailyCaps, user: impl Fn(usize)
         inner: X402Seller::new(
             &m.seller.base_url(),
             Arc::new(LocalSigner::new(m.buyer.clone())),
-            PaymentPolicy {
-                network: m.stack.network,
-                asset: m.stack.usdc_contract,
-                allowed_pay_to: vec![m.stack.seller_wallet],
-            },
+            PaymentPolicy::new(m.stack.network, m.stack.usdc_contract, vec![m.stack.seller_wallet]),
         ),
         barrier: Barrier::new(RACERS),
     }));

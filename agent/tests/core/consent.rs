@@ -185,11 +185,7 @@ async fn stale_and_mismatched_approvals_are_refused() {
         inner: X402Seller::new(
             &m.seller.base_url(),
             Arc::new(LocalSigner::new(m.buyer.clone())),
-            PaymentPolicy {
-                network: m.stack.network,
-                asset: m.stack.usdc_contract,
-                allowed_pay_to: vec![m.stack.seller_wallet],
-            },
+            PaymentPolicy::new(m.stack.network, m.stack.usdc_contract, vec![m.stack.seller_wallet]),
         ),
         shown_first: Mutex::new(Some(usdc("0.20"))),
     }));

@@ -7,6 +7,7 @@ mod access;
 mod bedrock_server;
 mod bedrock_wire;
 mod consent;
+mod declined;
 mod money;
 mod process;
 mod seller;

@@ -53,11 +53,11 @@ impl Money {
             seller: Some(Arc::new(X402Seller::new(
                 &self.seller.base_url(),
                 Arc::new(LocalSigner::new(self.buyer.clone())),
-                PaymentPolicy {
-                    network: self.stack.network,
-                    asset: self.stack.usdc_contract,
-                    allowed_pay_to: vec![self.stack.seller_wallet],
-                },
+                PaymentPolicy::new(
+                    self.stack.network,
+                    self.stack.usdc_contract,
+                    vec![self.stack.seller_wallet],
+                ),
             ))),
             wallet: Some(Arc::new(
                 ChainWallet::new(
@@ -303,11 +303,11 @@ async fn injected_instructions_cannot_redirect_payment_or_raise_the_budget() {
         opts.seller = Some(Arc::new(X402Seller::new(
             &rogue.base_url(),
             Arc::new(LocalSigner::new(m.buyer.clone())),
-            PaymentPolicy {
-                network: m.stack.network,
-                asset: m.stack.usdc_contract,
-                allowed_pay_to: vec![m.stack.seller_wallet],
-            },
+            PaymentPolicy::new(
+                m.stack.network,
+                m.stack.usdc_contract,
+                vec![m.stack.seller_wallet],
+            ),
         )));
         let h = Harness::new(Arc::new(OfflineModel), opts);
         let (out, _) = h.turn(case, "Generate an image of a harbour").await;

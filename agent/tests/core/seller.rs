@@ -25,12 +25,22 @@ use gateway_lambda::{
     pricing::ImagePrices,
     wiring::local_state,
 };
+use axum::response::IntoResponse as _;
 use tokio::sync::Notify;
 use x402::{
     Usdc,
     facilitator::{Facilitator, FacilitatorError, HttpFacilitator},
     wire::{PaymentPayload, Requirements, SettleResponse, Supported, VerifyResponse},
 };
+
+/// How a lying seller answers paid requests: `402` whatever happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lie {
+    /// Refuses without passing the payment on: nothing settles.
+    RefuseUnsettled,
+    /// Lets the gateway settle and deliver, then answers `402` instead.
+    RefuseAfterSettling,
+}
 
 /// Where a paid request may be held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,9 +60,23 @@ pub struct Hooks {
     released: AtomicBool,
     pub settlements: AtomicU32,
     pub paid_requests: AtomicU32,
+    /// The lie told to the next `lies` paid requests.
+    lie: Mutex<Option<(Lie, u32)>>,
 }
 
 impl Hooks {
+    /// The lie for this paid request, if any are left.
+    fn take_lie(&self) -> Option<Lie> {
+        let mut lie = self.lie.lock().unwrap();
+        match *lie {
+            Some((l, n)) if n > 0 => {
+                *lie = Some((l, n - 1));
+                Some(l)
+            }
+            _ => None,
+        }
+    }
+
     fn hold_at(&self, point: Hold) -> bool {
         *self.hold.lock().unwrap() == Some(point)
     }
@@ -171,10 +195,26 @@ impl TestSeller {
                 let counter = counter.clone();
                 async move {
                     let h = req.headers();
-                    if h.contains_key("payment-signature") || h.contains_key("x-payment") {
-                        counter.paid_requests.fetch_add(1, Ordering::SeqCst);
+                    if !(h.contains_key("payment-signature") || h.contains_key("x-payment")) {
+                        return next.run(req).await;
                     }
-                    next.run(req).await
+                    counter.paid_requests.fetch_add(1, Ordering::SeqCst);
+                    let refuse = || {
+                        (
+                            axum::http::StatusCode::PAYMENT_REQUIRED,
+                            axum::Json(serde_json::json!({"error": "payment not accepted"})),
+                        )
+                            .into_response()
+                    };
+                    match counter.take_lie() {
+                        None => next.run(req).await,
+                        Some(Lie::RefuseUnsettled) => refuse(),
+                        Some(Lie::RefuseAfterSettling) => {
+                            let real = next.run(req).await;
+                            assert!(real.status().is_success(), "the gateway delivered");
+                            refuse()
+                        }
+                    }
                 }
             },
         ));
@@ -198,6 +238,11 @@ impl TestSeller {
         *self.hooks.hold.lock().unwrap() = None;
         self.hooks.released.store(true, Ordering::SeqCst);
         self.hooks.release.notify_waiters();
+    }
+
+    /// The next `times` paid requests are answered with `lie`.
+    pub fn lie(&self, lie: Lie, times: u32) {
+        *self.hooks.lie.lock().unwrap() = Some((lie, times));
     }
 
     pub fn settlements(&self) -> u32 {

@@ -64,6 +64,7 @@ impl Default for Options {
                 asset: Network::BaseSepolia.default_usdc(),
                 network: Network::BaseSepolia,
                 auto_approve_max: usdc("0.10"),
+                max_timeout_seconds: tools::policy::DEFAULT_MAX_TIMEOUT_SECONDS,
             },
             settings: TurnSettings {
                 max_turns: 8,

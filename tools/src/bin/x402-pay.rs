@@ -10,7 +10,9 @@
 //! (`local` | `cdp` | `cdp-export` | `kms`) with its credentials
 //! (`BUYER_PRIVATE_KEY`; `CDP_API_KEY_ID`, `CDP_API_KEY_SECRET`,
 //! `CDP_WALLET_SECRET`, `CDP_ACCOUNT_NAME`; `KMS_KEY_ID`), `NETWORK`,
-//! `USDC_CONTRACT`, and the allowed payees: `SELLER_WALLET` and/or `--pay-to`.
+//! `USDC_CONTRACT`, `MAX_PAYMENT_TIMEOUT_SECONDS` (the longest authorization
+//! a seller may ask for, default 600), and the allowed payees: `SELLER_WALLET`
+//! and/or `--pay-to`.
 
 use std::{io::Write as _, process::ExitCode};
 
@@ -19,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tools::{
     client::{ClientError, PaidRequest, X402Client},
-    policy::{Limits, PaymentPolicy},
+    policy::{self, Limits, PaymentPolicy},
     signer::{self, CdpConfig, Redacted, SignerConfig},
 };
 use x402::{Network, Usdc};
@@ -133,13 +135,16 @@ async fn run(cli: Cli) -> Result<()> {
     if pay_to.is_empty() {
         bail!("no allowed payee: set SELLER_WALLET or pass --pay-to ADDRESS");
     }
+    let max_timeout_seconds = match env("MAX_PAYMENT_TIMEOUT_SECONDS") {
+        Some(v) => v.parse().context("MAX_PAYMENT_TIMEOUT_SECONDS")?,
+        None => policy::DEFAULT_MAX_TIMEOUT_SECONDS,
+    };
     let signer = signer::from_config(signer_config().await?).await?;
     let client = X402Client::new(
         signer,
         PaymentPolicy {
-            network,
-            asset,
-            allowed_pay_to: pay_to,
+            max_timeout_seconds,
+            ..PaymentPolicy::new(network, asset, pay_to)
         },
     );
     let method = method
