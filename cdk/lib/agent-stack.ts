@@ -4,8 +4,25 @@ import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { DeployConfig, modelResourceArns } from './config';
-import { privateBucket, secretRef } from './common';
+import { privateBucket, secretRef, ttlTable } from './common';
 import { ack, nagAccount, nagRegion, objectsFinding } from './nag';
+
+/** Partition key of the agent state table (see `agent/src/access/dynamodb.rs`). */
+export const AGENT_STATE_KEY = 'pk';
+
+/**
+ * What the agent does to its state table, and nothing more: `GetItem`
+ * (counters, a reservation before its release), `PutItem` (session owner),
+ * and the `Put`/`Update`/`Delete` inside its `TransactWriteItems`, which IAM
+ * authorises as `PutItem`/`UpdateItem`/`DeleteItem` (there is no
+ * `TransactWriteItems` action; it uses no `ConditionCheck`, `Query` or `Scan`).
+ */
+export const AGENT_STATE_ACTIONS = [
+  'dynamodb:GetItem',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+];
 
 /** Never staged into the Docker build context (also in /.dockerignore). */
 export const AGENT_ASSET_EXCLUDES = [
@@ -25,7 +42,7 @@ export interface AgentStackProps extends StackProps {
   readonly gatewayUrl: string;
 }
 
-/** The agent on AgentCore Runtime (arm64 image), its Memory and images bucket. */
+/** The agent on AgentCore Runtime (arm64 image), its Memory, images bucket and state table. */
 export class AgentStack extends Stack {
   readonly runtime: agentcore.Runtime;
 
@@ -39,6 +56,11 @@ export class AgentStack extends Stack {
       expirationDuration: Duration.days(30),
     });
 
+    // Who may spend: session owners and the per-UTC-day spending counters
+    // (per user, per wallet), shared by every runtime microVM. Money state,
+    // so point-in-time recovery as for the gateway's payments table.
+    const state = ttlTable(this, 'AgentState', AGENT_STATE_KEY, { pointInTimeRecovery: true });
+
     const artifact = agentcore.AgentRuntimeArtifact.fromAsset(config.agentContextDir, {
       platform: Platform.LINUX_ARM64,
       file: 'Dockerfile',
@@ -46,6 +68,9 @@ export class AgentStack extends Stack {
     });
 
     const environment: Record<string, string> = {
+      // AgentCore reaches the container on 0.0.0.0:8080 (the agent's own
+      // default host is 127.0.0.1; the Dockerfile also sets both).
+      AGENT_HOST: '0.0.0.0',
       AGENT_PORT: '8080',
       NETWORK: config.network,
       GATEWAY_URL: props.gatewayUrl,
@@ -53,6 +78,10 @@ export class AgentStack extends Stack {
       SIGNER: config.signer,
       SESSION_BUDGET_USDC: config.sessionBudgetUsdc,
       AUTO_APPROVE_MAX_USDC: config.autoApproveMaxUsdc,
+      USER_DAILY_CAP_USDC: config.userDailyCapUsdc,
+      WALLET_DAILY_CAP_USDC: config.walletDailyCapUsdc,
+      QUOTE_TTL_SECONDS: String(config.quoteTtlSeconds),
+      AGENT_STATE_TABLE: state.tableName,
       MODEL_PROVIDER: 'bedrock',
       MODEL_ID: config.modelId,
       BEDROCK_AGENTCORE_MEMORY_ID: memory.memoryId,
@@ -108,6 +137,14 @@ export class AgentStack extends Stack {
         resources: [images.arnForObjects(`${config.imagesPrefix}*`)],
       }),
     );
+    // Session owners and daily-cap counters: this table only, these calls only.
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'AgentState',
+        actions: AGENT_STATE_ACTIONS,
+        resources: [state.tableArn],
+      }),
+    );
     for (const secret of secrets) secret.grantRead(role);
     if (config.signer === 'kms' && config.kmsKeyArn) {
       role.addToPrincipalPolicy(
@@ -146,5 +183,6 @@ export class AgentStack extends Stack {
     new CfnOutput(this, 'AgentRuntimeArn', { value: this.runtime.agentRuntimeArn });
     new CfnOutput(this, 'MemoryId', { value: memory.memoryId });
     new CfnOutput(this, 'ImagesBucket', { value: images.bucketName });
+    new CfnOutput(this, 'AgentStateTable', { value: state.tableName });
   }
 }

@@ -31,6 +31,12 @@ export interface DeployConfig {
   readonly cdpApiKeyId?: string;
   readonly sessionBudgetUsdc: string;
   readonly autoApproveMaxUsdc: string;
+  /** What one user may commit per UTC day, across all their sessions (decimal USDC). */
+  readonly userDailyCapUsdc: string;
+  /** What the wallet may commit per UTC day, across all users (decimal USDC). */
+  readonly walletDailyCapUsdc: string;
+  /** How long a quote above auto-approve, and the user's approval of it, stay valid. */
+  readonly quoteTtlSeconds: number;
   /** Secrets Manager secret names (values never enter the template). */
   readonly secrets: {
     readonly cdpApiKeySecret: string;
@@ -67,6 +73,15 @@ export function loadConfig(context: Lookup, env: Lookup, repoRoot: string): Depl
   };
   const must = (ctxKey: string, envKey: string | undefined, fallback: string): string =>
     get(ctxKey, envKey, fallback) as string;
+  // Money settings the agent parses at start-up: a value it would refuse
+  // fails the synth here instead of the runtime after a deploy.
+  const usdc = (ctxKey: string, envKey: string, fallback: string): string => {
+    const v = must(ctxKey, envKey, fallback).trim();
+    if (!isUsdc(v)) {
+      throw new Error(`${ctxKey} (context) or ${envKey} must be decimal USDC with at most 6 decimals, got ${v}`);
+    }
+    return v;
+  };
 
   const network = must('network', 'NETWORK', 'base-sepolia');
   if (network !== 'base-sepolia' && network !== 'base') {
@@ -91,6 +106,11 @@ export function loadConfig(context: Lookup, env: Lookup, repoRoot: string): Depl
   if ((signer === 'cdp' || signer === 'cdp-export') && !cdpApiKeyId) {
     throw new Error(`signer ${signer} needs cdpApiKeyId (context) or CDP_API_KEY_ID`);
   }
+  const quoteTtl = must('quoteTtlSeconds', 'QUOTE_TTL_SECONDS', '300').trim();
+  const quoteTtlSeconds = Number(quoteTtl);
+  if (!/^[0-9]+$/.test(quoteTtl) || quoteTtlSeconds <= 0) {
+    throw new Error(`quoteTtlSeconds (context) or QUOTE_TTL_SECONDS must be a whole number of seconds above 0, got ${quoteTtl}`);
+  }
   return {
     prefix: must('prefix', undefined, 'X402Agent'),
     network,
@@ -105,8 +125,11 @@ export function loadConfig(context: Lookup, env: Lookup, repoRoot: string): Depl
     kmsKeyArn: signer === 'kms' ? kmsKeyArn : undefined,
     cdpAccountName: must('cdpAccountName', 'CDP_ACCOUNT_NAME', 'x402-agent'),
     cdpApiKeyId,
-    sessionBudgetUsdc: must('sessionBudgetUsdc', 'SESSION_BUDGET_USDC', '1.00'),
-    autoApproveMaxUsdc: must('autoApproveMaxUsdc', 'AUTO_APPROVE_MAX_USDC', '0.10'),
+    sessionBudgetUsdc: usdc('sessionBudgetUsdc', 'SESSION_BUDGET_USDC', '1.00'),
+    autoApproveMaxUsdc: usdc('autoApproveMaxUsdc', 'AUTO_APPROVE_MAX_USDC', '0.10'),
+    userDailyCapUsdc: usdc('userDailyCapUsdc', 'USER_DAILY_CAP_USDC', '10.00'),
+    walletDailyCapUsdc: usdc('walletDailyCapUsdc', 'WALLET_DAILY_CAP_USDC', '100.00'),
+    quoteTtlSeconds,
     secrets: {
       cdpApiKeySecret: must('cdpApiKeySecretName', undefined, 'x402-agent/cdp-api-key-secret'),
       cdpWalletSecret: must('cdpWalletSecretName', undefined, 'x402-agent/cdp-wallet-secret'),
@@ -127,6 +150,11 @@ export function loadConfig(context: Lookup, env: Lookup, repoRoot: string): Depl
     webDir: must('webDir', undefined, `${repoRoot}/agent/web`),
     agentContextDir: must('agentContextDir', undefined, repoRoot),
   };
+}
+
+/** Decimal USDC as the agent parses it (`x402::Usdc`): `0.04`, `1`, `$10.00`; at most 6 decimals. */
+export function isUsdc(s: string): boolean {
+  return /^\$?(\d+(\.\d{0,6})?|\.\d{1,6})$/.test(s);
 }
 
 /** Foundation-model ARNs behind a model or inference-profile id (any region: a

@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import { AGENT_STATE_ACTIONS } from '../lib/agent-stack';
 import { buildApp } from '../lib/app';
 import { DeployConfig, loadConfig, modelResourceArns } from '../lib/config';
 
@@ -144,6 +145,9 @@ before(() => {
     kmsKeyArn: KMS_KEY,
     modelId: 'anthropic.claude-3-haiku-20240307-v1:0',
     cognitoDomainPrefix: 'my-chat-test',
+    userDailyCapUsdc: '2.50',
+    walletDailyCapUsdc: '20',
+    quoteTtlSeconds: '120',
   });
   local = synth({ ...code, signer: 'local' });
 });
@@ -553,7 +557,95 @@ describe('storage', () => {
         assert.deepEqual(table.Properties.TimeToLiveSpecification, { AttributeName: 'expiresAt', Enabled: true });
       }
     }
-    assert.equal(tables, 2);
+    assert.equal(tables, 3);
+  });
+});
+
+describe('agent state (who may spend)', () => {
+  const runtimeVars = (s: Synth) =>
+    (Object.values(s.templates.agent.findResources('AWS::BedrockAgentCore::Runtime'))[0] as any).Properties
+      .EnvironmentVariables as Record<string, unknown>;
+  const stateTable = (s: Synth) => {
+    const tables = Object.entries(s.templates.agent.findResources('AWS::DynamoDB::Table')) as [string, any][];
+    assert.equal(tables.length, 1, tables.map(([id]) => id).join(','));
+    return tables[0];
+  };
+
+  it('is an on-demand table keyed by pk (S), with TTL on expiresAt, PITR and encryption', () => {
+    const [, table] = stateTable(cdp);
+    assert.deepEqual(table.Properties.KeySchema, [{ AttributeName: 'pk', KeyType: 'HASH' }]);
+    assert.deepEqual(table.Properties.AttributeDefinitions, [{ AttributeName: 'pk', AttributeType: 'S' }]);
+    assert.deepEqual(table.Properties.TimeToLiveSpecification, { AttributeName: 'expiresAt', Enabled: true });
+    assert.equal(table.Properties.BillingMode, 'PAY_PER_REQUEST');
+    assert.deepEqual(table.Properties.PointInTimeRecoverySpecification, { PointInTimeRecoveryEnabled: true });
+    assert.deepEqual(table.Properties.SSESpecification, { SSEEnabled: true });
+    // Removed with the stack, like the gateway's payments table.
+    const [payments] = Object.values(cdp.templates.gateway.findResources('AWS::DynamoDB::Table')) as any[];
+    assert.equal(table.DeletionPolicy, payments.DeletionPolicy);
+    cdp.templates.agent.hasOutput('AgentStateTable', { Value: { Ref: stateTable(cdp)[0] } });
+  });
+
+  it('is named to the runtime as AGENT_STATE_TABLE', () => {
+    for (const s of [cdp, kms, local]) {
+      assert.deepEqual(runtimeVars(s).AGENT_STATE_TABLE, { Ref: stateTable(s)[0] });
+    }
+  });
+
+  it('the runtime may only get, put, update and delete items of that table', () => {
+    for (const s of [cdp, kms, local]) {
+      const dynamo = statements(s.templates.agent).filter((st) => actionsOf(st).some((a) => a.startsWith('dynamodb:')));
+      assert.equal(dynamo.length, 1, JSON.stringify(dynamo));
+      assert.deepEqual(actionsOf(dynamo[0]).sort(), [
+        'dynamodb:DeleteItem',
+        'dynamodb:GetItem',
+        'dynamodb:PutItem',
+        'dynamodb:UpdateItem',
+      ]);
+      assert.deepEqual([...AGENT_STATE_ACTIONS].sort(), actionsOf(dynamo[0]).sort());
+      assert.deepEqual(resourcesOf(dynamo[0]), [{ 'Fn::GetAtt': [stateTable(s)[0], 'Arn'] }]);
+      assert.ok(!JSON.stringify(dynamo[0]).includes('*'), JSON.stringify(dynamo[0]));
+    }
+  });
+
+  it('passes the daily caps and quote TTL: the agent\'s defaults, or the configured values', () => {
+    const defaults = runtimeVars(cdp);
+    assert.equal(defaults.USER_DAILY_CAP_USDC, '10.00');
+    assert.equal(defaults.WALLET_DAILY_CAP_USDC, '100.00');
+    assert.equal(defaults.QUOTE_TTL_SECONDS, '300');
+    const configured = runtimeVars(kms);
+    assert.equal(configured.USER_DAILY_CAP_USDC, '2.50');
+    assert.equal(configured.WALLET_DAILY_CAP_USDC, '20');
+    assert.equal(configured.QUOTE_TTL_SECONDS, '120');
+  });
+
+  it('binds the runtime container on 0.0.0.0 (the agent\'s own default is loopback)', () => {
+    assert.equal(runtimeVars(cdp).AGENT_HOST, '0.0.0.0');
+    assert.equal(runtimeVars(cdp).AGENT_PORT, '8080');
+  });
+
+  it('reads the caps from the environment, context first, and refuses values the agent would', () => {
+    const ctx = (c: Record<string, string>) => (k: string) => c[k];
+    const env = (e: Record<string, string>) => (k: string) => e[k];
+    const fromEnv = loadConfig(
+      ctx({}),
+      env({ ...PLAIN_ENV, USER_DAILY_CAP_USDC: '5', WALLET_DAILY_CAP_USDC: '$50.5', QUOTE_TTL_SECONDS: '60' }),
+      REPO_ROOT,
+    );
+    assert.deepEqual([fromEnv.userDailyCapUsdc, fromEnv.walletDailyCapUsdc, fromEnv.quoteTtlSeconds], ['5', '$50.5', 60]);
+    const contextWins = loadConfig(ctx({ userDailyCapUsdc: '1.25' }), env({ ...PLAIN_ENV, USER_DAILY_CAP_USDC: '5' }), REPO_ROOT);
+    assert.equal(contextWins.userDailyCapUsdc, '1.25');
+    for (const [key, value] of [
+      ['USER_DAILY_CAP_USDC', 'ten'],
+      ['USER_DAILY_CAP_USDC', '1.0000001'],
+      ['WALLET_DAILY_CAP_USDC', '-1'],
+      ['WALLET_DAILY_CAP_USDC', '.'],
+      ['SESSION_BUDGET_USDC', '1,00'],
+      ['QUOTE_TTL_SECONDS', '0'],
+      ['QUOTE_TTL_SECONDS', '1.5'],
+      ['QUOTE_TTL_SECONDS', 'five'],
+    ]) {
+      assert.throws(() => loadConfig(ctx({}), env({ ...PLAIN_ENV, [key]: value }), REPO_ROOT), new RegExp(key), `${key}=${value}`);
+    }
   });
 });
 
@@ -622,6 +714,7 @@ describe('outputs', () => {
     cdp.templates.agent.hasOutput('AgentRuntimeArn', {});
     cdp.templates.agent.hasOutput('MemoryId', {});
     cdp.templates.agent.hasOutput('ImagesBucket', {});
+    cdp.templates.agent.hasOutput('AgentStateTable', {});
     cdp.templates.chat.hasOutput('UserPoolId', {});
     cdp.templates.chat.hasOutput('UserPoolClientId', {});
     cdp.templates.chat.hasOutput('WebChatUrl', {});
