@@ -63,6 +63,16 @@ impl Paths {
         self.venv().join("bin/moto_server")
     }
 
+    /// The venv's Python, which runs `local/moto_server.py` (moto's server
+    /// with DynamoDB requests applied one at a time, as DynamoDB does).
+    pub fn venv_python(&self) -> PathBuf {
+        self.venv().join("bin/python")
+    }
+
+    pub fn moto_script(&self) -> PathBuf {
+        self.node_project().join("moto_server.py")
+    }
+
     pub fn requirements(&self) -> PathBuf {
         self.node_project().join("requirements.txt")
     }
@@ -93,4 +103,23 @@ impl Paths {
 /// The `cargo` that runs us (so nested builds use the same toolchain).
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// What `cargo run` put in our environment about xtask itself
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...). A nested cargo must not see
+/// it: build scripts that watch such a variable (ring's watches
+/// `CARGO_MANIFEST_DIR`) would rerun, and every crate above them rebuild,
+/// each time a build alternates between `cargo xtask` and a plain `cargo`.
+pub fn cargo_run_env() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || k.starts_with("CARGO_BIN_")
+                || k.starts_with("CARGO_CRATE_")
+                || k == "CARGO_PRIMARY_PACKAGE"
+                || k == "OUT_DIR"
+        })
+        .collect()
 }

@@ -231,8 +231,9 @@ impl RunningStack {
         let moto = ServiceSpec {
             name: "moto".into(),
             marker: "moto_server".into(),
-            program: paths.moto_server(),
+            program: paths.venv_python(),
             args: vec![
+                paths.moto_script().display().to_string(),
                 "-H".into(),
                 "127.0.0.1".into(),
                 "-p".into(),
@@ -635,6 +636,9 @@ fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 /// bringing the stack up and testing do not rebuild each other's dependencies.
 pub async fn build_apps(paths: &Paths, release: bool, for_tests: bool) -> Result<()> {
     let mut cmd = tokio::process::Command::new(paths::cargo());
+    for k in paths::cargo_run_env() {
+        cmd.env_remove(k);
+    }
     cmd.current_dir(&paths.root).arg("build");
     if release {
         cmd.arg("--release");

@@ -18,6 +18,8 @@ pub struct Check {
     pub args: Vec<String>,
     pub cwd: PathBuf,
     pub env: Vec<(String, String)>,
+    /// Variables the command must not inherit.
+    pub env_remove: Vec<String>,
 }
 
 impl Check {
@@ -28,12 +30,16 @@ impl Check {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             cwd: cwd.to_path_buf(),
             env: Vec::new(),
+            env_remove: Vec::new(),
         }
     }
 
     /// `cargo <args>` in `cwd` with the cargo that runs us.
     pub fn cargo(name: &str, args: &[&str], cwd: &Path) -> Check {
-        Check::new(name, &crate::paths::cargo(), args, cwd)
+        Check {
+            env_remove: crate::paths::cargo_run_env(),
+            ..Check::new(name, &crate::paths::cargo(), args, cwd)
+        }
     }
 
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Check {
@@ -43,7 +49,11 @@ impl Check {
 
     pub async fn run(&self) -> Result<()> {
         println!("$ {} {}", self.program, self.args.join(" "));
-        let status = tokio::process::Command::new(&self.program)
+        let mut cmd = tokio::process::Command::new(&self.program);
+        for k in &self.env_remove {
+            cmd.env_remove(k);
+        }
+        let status = cmd
             .args(&self.args)
             .current_dir(&self.cwd)
             .envs(self.env.iter().map(|(k, v)| (k, v)))

@@ -36,7 +36,7 @@ use tools::policy::{
     caps::{DailyCaps, utc_day},
 };
 use tools::signer::LocalSigner;
-use x402::{Usdc, catalog::ImageRequest};
+use x402::catalog::ImageRequest;
 
 use crate::{
     money::Money,
@@ -268,9 +268,14 @@ async fn users_racing_the_wallet_cap_spend_at_most_the_cap() {
     race(store, caps, |i| format!("user-{i}"), "wallet_daily_cap").await;
 }
 
+/// The seller refuses a signed payment (0.01 USDC cannot pay a 0.04 image:
+/// the facilitator says so at /verify), but the authorization stays valid
+/// until its `validBefore`: whoever holds it could still settle it once the
+/// balance allows. So it stays reserved against the daily caps; it is given
+/// back only when the chain shows it unused and expired
+/// (`declined::a_402_to_an_expired_unused_payment_is_refused_and_its_reservation_released`).
 #[tokio::test]
-async fn a_payment_the_seller_refuses_gives_its_reservation_back() {
-    // 0.01 USDC cannot pay a 0.04 image: the facilitator refuses it at /verify.
+async fn a_payment_the_seller_refuses_stays_reserved_while_it_can_settle() {
     let m = Money::new(10_000).await;
     let store = Arc::new(LocalAccessStore::new(crate::support::temp_dir("release")));
     let mut opts = m.options();
@@ -287,7 +292,7 @@ async fn a_payment_the_seller_refuses_gives_its_reservation_back() {
             .as_secs(),
     );
     let c = store.committed("tester", m.buyer.address(), &day).await.unwrap();
-    assert_eq!((c.user, c.wallet), (Usdc::ZERO, Usdc::ZERO), "released");
+    assert_eq!((c.user, c.wallet), (usdc("0.04"), usdc("0.04")), "kept");
     assert_eq!(m.balance().await, usdc("0.01"));
 }
 

@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 
 use agent::{
+    access::{AccessStore as _, Reservation, local::LocalAccessStore},
     ledger::{self, LedgerEntry},
     model::{
         ContentBlock, ModelRequest,
@@ -19,11 +20,12 @@ use agent::{
 use alloy::{primitives::B256, providers::Provider as _};
 use serde_json::{Value, json};
 use tools::{
+    policy::caps::{DailyCaps, utc_day},
     client::{PaidRequest, X402Client},
     policy::{Limits, PaymentPolicy},
     signer::LocalSigner,
 };
-use x402::catalog::ImageRequest;
+use x402::{Usdc, catalog::ImageRequest};
 
 use crate::{
     money::Money,
@@ -145,7 +147,7 @@ async fn a_402_to_an_unexpired_unused_payment_stays_pending_and_the_same_payment
 }
 
 #[tokio::test]
-async fn a_402_to_an_expired_unused_payment_is_refused_after_the_chain_confirms() {
+async fn a_402_to_an_expired_unused_payment_is_refused_and_its_reservation_released() {
     let m = Money::new(1_000_000).await;
     let h = Harness::new(
         generate(json!({"prompt": "an expired authorization"})).0,
@@ -181,6 +183,7 @@ async fn a_402_to_an_expired_unused_payment_is_refused_after_the_chain_confirms(
         .await
         .unwrap();
     assert!(payment.valid_before < now);
+    let amount = payment.amount;
     let session = "expired";
     let request_id = ledger::request_id(session, &req);
     for entry in [
@@ -216,8 +219,23 @@ async fn a_402_to_an_expired_unused_payment_is_refused_after_the_chain_confirms(
         .await
         .unwrap();
 
+    // Reserved against the daily caps when it was signed.
+    let access = Arc::new(LocalAccessStore::new(crate::support::temp_dir("expired-caps")));
+    access
+        .reserve(
+            &Reservation::new("tester", &request_id, m.buyer.address(), now, amount),
+            &DailyCaps {
+                per_user: usdc("10"),
+                wallet: usdc("100"),
+            },
+        )
+        .await
+        .unwrap();
+
     let (model, seen) = generate(json!({"prompt": "an expired authorization"}));
-    let h = Harness::in_dir(model, m.options(), h.dir.clone());
+    let mut opts = m.options();
+    opts.access = Some(access.clone());
+    let h = Harness::in_dir(model, opts, h.dir.clone());
     h.turn(session, "Generate it").await.0.unwrap();
     let text = error_text(&result(&seen));
     assert!(text.contains("no money moved"), "{text}");
@@ -227,4 +245,10 @@ async fn a_402_to_an_expired_unused_payment_is_refused_after_the_chain_confirms(
     assert!(reason.contains("unused and expired"), "{reason}");
     assert_eq!(m.seller.paid_requests(), 1, "the stored payment was sent");
     assert_eq!(m.balance().await, usdc("1.00"));
+    // It can never settle now: its reservation is given back.
+    let c = access
+        .committed("tester", m.buyer.address(), &utc_day(now))
+        .await
+        .unwrap();
+    assert_eq!((c.user, c.wallet), (Usdc::ZERO, Usdc::ZERO), "released");
 }
