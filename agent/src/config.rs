@@ -843,6 +843,9 @@ mod tests {
         env.push(("AGENT_ALLOWED_ORIGINS", "*, http://x.example/path"));
         let text = cfg(&env).unwrap_err().to_string();
         assert!(text.contains("\"*\" is not an origin"), "{text}");
-        assert!(text.contains("\"http://x.example/path\" is not an origin"), "{text}");
+        assert!(
+            text.contains("\"http://x.example/path\" is not an origin"),
+            "{text}"
+        );
     }
 }

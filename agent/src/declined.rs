@@ -95,12 +95,7 @@ mod tests {
         }
     }
 
-    fn facts(
-        at: u64,
-        used: bool,
-        tx: Option<u8>,
-        paid: Option<u64>,
-    ) -> AuthorizationFacts {
+    fn facts(at: u64, used: bool, tx: Option<u8>, paid: Option<u64>) -> AuthorizationFacts {
         AuthorizationFacts {
             block: 42,
             block_timestamp: at,
@@ -156,7 +151,7 @@ mod tests {
                 "used (cancelled / burned): no transfer to the payee",
                 facts(VALID_BEFORE + 10, true, Some(9), None),
                 Verdict::UsedUnproven {
-                    transaction: Some(tx.clone()),
+                    transaction: Some(tx),
                 },
             ),
             (

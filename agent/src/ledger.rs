@@ -506,7 +506,8 @@ pub fn decide(
             budget,
         });
     }
-    if quote.amount <= rules.auto_approve_max || approval.is_some_and(|a| a.covers(quote.amount, now))
+    if quote.amount <= rules.auto_approve_max
+        || approval.is_some_and(|a| a.covers(quote.amount, now))
     {
         Ok(Decision::Pay)
     } else {
@@ -719,7 +720,9 @@ mod tests {
     fn auto_approve_approval_and_budget() {
         let none: &[LedgerEntry] = &[];
         let budget = usdc("1.00");
-        let d = |q: &str, a: Option<Approval>, now: u64| decide(none, &quote(q), a, &rules(), budget, now);
+        let d = |q: &str, a: Option<Approval>, now: u64| {
+            decide(none, &quote(q), a, &rules(), budget, now)
+        };
         assert_eq!(d("0.10", None, 0), Ok(Decision::Pay));
         assert_eq!(
             d("0.11", None, 0),
@@ -756,7 +759,14 @@ mod tests {
             "duplicates count once"
         );
         assert_eq!(
-            decide(&spent, &quote("0.06"), approval("0.06", 9), &rules(), budget, 0),
+            decide(
+                &spent,
+                &quote("0.06"),
+                approval("0.06", 9),
+                &rules(),
+                budget,
+                0
+            ),
             Err(Refusal::OverBudget {
                 amount: usdc("0.06"),
                 remaining: usdc("0.05"),
@@ -816,7 +826,10 @@ mod tests {
         );
         // A later quote at a higher price is not covered by the approval.
         ledger.push(quoted(id, "0.30", "t3"));
-        assert_eq!(check_approved(&ledger, id, &r, 10).unwrap_err().rule(), "approval_required");
+        assert_eq!(
+            check_approved(&ledger, id, &r, 10).unwrap_err().rule(),
+            "approval_required"
+        );
         // Declining clears it; legacy model consent is not honoured.
         ledger.push(quoted(id, "0.20", "t4"));
         assert!(check_approved(&ledger, id, &r, 10).is_ok());

@@ -531,7 +531,9 @@ fn parse_approval(v: Value) -> Result<ApprovalAnswer, ApiError> {
     let a: ApprovalAnswer =
         serde_json::from_value(v).map_err(|e| ApiError::InvalidApproval(e.to_string()))?;
     if !is_valid_client_id(&a.request_id) {
-        return Err(ApiError::InvalidApproval("request_id is not a valid id".into()));
+        return Err(ApiError::InvalidApproval(
+            "request_id is not a valid id".into(),
+        ));
     }
     Ok(a)
 }
@@ -554,7 +556,9 @@ fn check_origin(headers: &HeaderMap, limits: &Limits) -> Result<(), ApiError> {
             if limits.origin_allowed(origin) {
                 Ok(())
             } else {
-                Err(ApiError::ForbiddenOrigin(origin.chars().take(200).collect()))
+                Err(ApiError::ForbiddenOrigin(
+                    origin.chars().take(200).collect(),
+                ))
             }
         }
     }
@@ -795,7 +799,9 @@ async fn invocations(
                 return Ok(Json(json!({"output": output})).into_response());
             }
             AgentEvent::Error { .. } => {
-                return Err(ApiError::Internal(caller.request_id.clone()).with_id(&caller.request_id));
+                return Err(
+                    ApiError::Internal(caller.request_id.clone()).with_id(&caller.request_id)
+                );
             }
             _ => {}
         }
@@ -847,9 +853,7 @@ async fn ws_session(state: AppState, caller: Caller, mut socket: WebSocket) {
             request_id: uuid::Uuid::new_v4().to_string(),
             ..caller.clone()
         };
-        let refused = |e: ApiError| {
-            json!({"type": "error", "message": e.to_string(), "request_id": caller.request_id})
-        };
+        let refused = |e: ApiError| json!({"type": "error", "message": e.to_string(), "request_id": caller.request_id});
         let inv = match parse_invocation(&body, &state.limits) {
             Ok(inv) => inv,
             Err(e) => {
@@ -1007,11 +1011,8 @@ mod tests {
     #[test]
     fn approvals_are_data_with_or_without_a_prompt() {
         let l = limits();
-        let a = parse_invocation(
-            br#"{"approve":{"request_id":"img-1","approved":true}}"#,
-            &l,
-        )
-        .unwrap();
+        let a =
+            parse_invocation(br#"{"approve":{"request_id":"img-1","approved":true}}"#, &l).unwrap();
         assert_eq!(a.prompt, "");
         assert_eq!(
             a.approval,

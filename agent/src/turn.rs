@@ -193,8 +193,8 @@ async fn turn(
     match &req.approval {
         None => history.push(Message::user_text(req.prompt.clone())),
         Some(answer) => {
-            final_text = answer_quote(deps, &ctx, &req.prompt, answer, &turn_id, &mut history, &tx)
-                .await;
+            final_text =
+                answer_quote(deps, &ctx, &req.prompt, answer, &turn_id, &mut history, &tx).await;
         }
     }
     // Messages before this index are not sent (context overflow trimming).

@@ -15,13 +15,15 @@ use tools::signer::{CdpConfig, PaymentSigner, Redacted};
 use crate::{
     access::{AccessStore, dynamodb::DynamoAccessStore, local::LocalAccessStore},
     agent_tools::{
-        Spending, ToolBox, system_clock,
+        Spending, ToolBox,
         images::{DirImageStore, ImageStore, S3ImageStore},
         seller::{ImageSeller, X402Seller},
+        system_clock,
         wallet::ChainWallet,
     },
     config::{
-        AccessConfig, Config, ImagesConfig, ModelProvider, Secret, SecretString, SessionsConfig, SignerConfig,
+        AccessConfig, Config, ImagesConfig, ModelProvider, Secret, SecretString, SessionsConfig,
+        SignerConfig,
     },
     ledger::MoneyRules,
     model::{

@@ -109,7 +109,11 @@ pub enum PolicyRefusal {
     #[error(
         "max timeout: the seller asks {amount} USDC with an authorization valid for {asked} s, longer than the {limit} s allowed"
     )]
-    Timeout { asked: u64, limit: u64, amount: Usdc },
+    Timeout {
+        asked: u64,
+        limit: u64,
+        amount: Usdc,
+    },
 }
 
 impl PolicyRefusal {
@@ -267,7 +271,10 @@ mod tests {
             max_timeout_seconds: 60,
             ..policy()
         };
-        assert_eq!(check(&strict, &at(61), &l).unwrap_err().rule(), "max_timeout");
+        assert_eq!(
+            check(&strict, &at(61), &l).unwrap_err().rule(),
+            "max_timeout"
+        );
     }
 
     #[test]

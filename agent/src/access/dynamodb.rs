@@ -129,12 +129,20 @@ impl DynamoAccessStore {
             }))
     }
 
-    fn raise(&self, pk: String, amount: Usdc, max: Usdc, ttl: u64) -> Result<TransactWriteItem, AccessError> {
+    fn raise(
+        &self,
+        pk: String,
+        amount: Usdc,
+        max: Usdc,
+        ttl: u64,
+    ) -> Result<TransactWriteItem, AccessError> {
         let update = built(
             Update::builder()
                 .table_name(&self.table)
                 .key("pk", s(pk))
-                .update_expression("SET spent = if_not_exists(spent, :zero) + :amt, expiresAt = :ttl")
+                .update_expression(
+                    "SET spent = if_not_exists(spent, :zero) + :amt, expiresAt = :ttl",
+                )
                 .condition_expression("attribute_not_exists(spent) OR spent <= :max")
                 .expression_attribute_values(":zero", n(0))
                 .expression_attribute_values(":amt", n(amount.atomic()))
@@ -158,7 +166,10 @@ impl DynamoAccessStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Option<Vec<bool>>, AccessError> {
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Option<Vec<bool>>, AccessError> {
         for _ in 0..CONFLICT_ATTEMPTS {
             match self
                 .client
@@ -191,8 +202,14 @@ impl DynamoAccessStore {
 
     async fn refusal(&self, r: &Reservation, caps: &DailyCaps) -> AccessError {
         let committed = Committed {
-            user: self.spent(user_pk(&r.user, &r.day)).await.unwrap_or_default(),
-            wallet: self.spent(wallet_pk(r.wallet, &r.day)).await.unwrap_or_default(),
+            user: self
+                .spent(user_pk(&r.user, &r.day))
+                .await
+                .unwrap_or_default(),
+            wallet: self
+                .spent(wallet_pk(r.wallet, &r.day))
+                .await
+                .unwrap_or_default(),
         };
         match check_caps(r.amount, committed, caps) {
             Err(refusal) => refusal.into(),
@@ -236,9 +253,10 @@ impl AccessStore for DynamoAccessStore {
     }
 
     async fn reserve(&self, r: &Reservation, caps: &DailyCaps) -> Result<(), AccessError> {
-        let (Some(user_max), Some(wallet_max)) =
-            (max_prior(r.amount, caps.per_user), max_prior(r.amount, caps.wallet))
-        else {
+        let (Some(user_max), Some(wallet_max)) = (
+            max_prior(r.amount, caps.per_user),
+            max_prior(r.amount, caps.wallet),
+        ) else {
             return Err(self.refusal(r, caps).await);
         };
         let ttl = now() + KEEP_SECONDS;

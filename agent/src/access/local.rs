@@ -155,7 +155,9 @@ impl AccessStore for LocalAccessStore {
             check_caps(r.amount, committed, caps)?;
             for k in [&uk, &wk] {
                 let c = s.committed.entry(k.clone()).or_default();
-                *c = c.checked_add(r.amount).unwrap_or(Usdc::from_atomic(u64::MAX));
+                *c = c
+                    .checked_add(r.amount)
+                    .unwrap_or(Usdc::from_atomic(u64::MAX));
             }
             s.reservations.insert(
                 r.id.clone(),

@@ -47,7 +47,9 @@ use crate::{
 async fn dynamo_store(stack: &testkit::Stack) -> DynamoAccessStore {
     let conf = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new(stack.aws_region.clone()))
+        .region(aws_sdk_dynamodb::config::Region::new(
+            stack.aws_region.clone(),
+        ))
         .endpoint_url(&stack.aws_endpoint_url)
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             &stack.aws_access_key_id,
@@ -97,16 +99,38 @@ async fn store_contract(store: &dyn AccessStore) {
 
     // Session owners: first come; the owner may come back; others may not.
     let session = format!("s-{}", uuid::Uuid::new_v4().simple());
-    assert_eq!(store.claim_session(&user, &session).await.unwrap(), Claim::Owned);
-    assert_eq!(store.claim_session(&user, &session).await.unwrap(), Claim::Owned);
-    assert_eq!(store.claim_session("mallory", &session).await.unwrap(), Claim::OtherUser);
+    assert_eq!(
+        store.claim_session(&user, &session).await.unwrap(),
+        Claim::Owned
+    );
+    assert_eq!(
+        store.claim_session(&user, &session).await.unwrap(),
+        Claim::Owned
+    );
+    assert_eq!(
+        store.claim_session("mallory", &session).await.unwrap(),
+        Claim::OtherUser
+    );
 
     // Reservations: idempotent per request, exact at the cap.
-    store.reserve(&res("r1", &user, "0.04"), &caps).await.unwrap();
-    store.reserve(&res("r1", &user, "0.04"), &caps).await.unwrap();
-    assert_eq!(store.committed(&user, wallet, &day).await.unwrap().user, usdc("0.04"));
-    store.reserve(&res("r2", &user, "0.06"), &caps).await.unwrap();
-    let Err(AccessError::Cap(refusal)) = store.reserve(&res("r3", &user, "0.01"), &caps).await else {
+    store
+        .reserve(&res("r1", &user, "0.04"), &caps)
+        .await
+        .unwrap();
+    store
+        .reserve(&res("r1", &user, "0.04"), &caps)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.committed(&user, wallet, &day).await.unwrap().user,
+        usdc("0.04")
+    );
+    store
+        .reserve(&res("r2", &user, "0.06"), &caps)
+        .await
+        .unwrap();
+    let Err(AccessError::Cap(refusal)) = store.reserve(&res("r3", &user, "0.01"), &caps).await
+    else {
         panic!("over the user cap")
     };
     assert_eq!(refusal.rule(), "user_daily_cap");
@@ -122,9 +146,13 @@ async fn store_contract(store: &dyn AccessStore) {
 
     // The wallet's cap binds across users.
     let other = format!("{user}-b");
-    store.reserve(&res("r4", &other, "0.10"), &caps).await.unwrap();
+    store
+        .reserve(&res("r4", &other, "0.10"), &caps)
+        .await
+        .unwrap();
     let third = format!("{user}-c");
-    let Err(AccessError::Cap(refusal)) = store.reserve(&res("r5", &third, "0.02"), &caps).await else {
+    let Err(AccessError::Cap(refusal)) = store.reserve(&res("r5", &third, "0.02"), &caps).await
+    else {
         panic!("over the wallet cap")
     };
     assert_eq!(refusal.rule(), "wallet_daily_cap");
@@ -144,7 +172,10 @@ async fn store_contract(store: &dyn AccessStore) {
     .await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(ok, 10, "{results:?}");
-    assert_eq!(store.committed(&racer, wallet2, &day).await.unwrap().user, usdc("0.10"));
+    assert_eq!(
+        store.committed(&racer, wallet2, &day).await.unwrap().user,
+        usdc("0.10")
+    );
 }
 
 #[tokio::test]
@@ -199,14 +230,23 @@ const RACERS: usize = 5;
 
 /// `RACERS` sessions buy one 0.04 image each at once under a 0.12 cap:
 /// three pay, two are refused by `rule`, and the chain shows exactly 0.12.
-async fn race(store: Arc<dyn AccessStore>, caps: DailyCaps, user: impl Fn(usize) -> String, rule: &str) {
+async fn race(
+    store: Arc<dyn AccessStore>,
+    caps: DailyCaps,
+    user: impl Fn(usize) -> String,
+    rule: &str,
+) {
     let m = Money::new(1_000_000).await;
     let mut opts = m.options();
     opts.seller = Some(Arc::new(QuoteBarrier {
         inner: X402Seller::new(
             &m.seller.base_url(),
             Arc::new(LocalSigner::new(m.buyer.clone())),
-            PaymentPolicy::new(m.stack.network, m.stack.usdc_contract, vec![m.stack.seller_wallet]),
+            PaymentPolicy::new(
+                m.stack.network,
+                m.stack.usdc_contract,
+                vec![m.stack.seller_wallet],
+            ),
         ),
         barrier: Barrier::new(RACERS),
     }));
@@ -235,7 +275,11 @@ async fn race(store: Arc<dyn AccessStore>, caps: DailyCaps, user: impl Fn(usize)
         .collect();
     assert_eq!(paid, 3, "{outs:#?}");
     assert_eq!(refused, [rule, rule], "{outs:#?}");
-    assert_eq!(m.balance().await, usdc("0.88"), "exactly the cap left the wallet");
+    assert_eq!(
+        m.balance().await,
+        usdc("0.88"),
+        "exactly the cap left the wallet"
+    );
     assert_eq!(m.transfers_to(m.stack.seller_wallet).await, 3);
     let day = utc_day(
         std::time::SystemTime::now()
@@ -243,7 +287,10 @@ async fn race(store: Arc<dyn AccessStore>, caps: DailyCaps, user: impl Fn(usize)
             .unwrap()
             .as_secs(),
     );
-    let c = store.committed(&user(0), m.buyer.address(), &day).await.unwrap();
+    let c = store
+        .committed(&user(0), m.buyer.address(), &day)
+        .await
+        .unwrap();
     assert_eq!(c.wallet, usdc("0.12"));
 }
 
@@ -255,7 +302,13 @@ async fn sessions_of_one_user_racing_the_daily_cap_spend_at_most_the_cap() {
         per_user: usdc("0.12"),
         wallet: usdc("1000"),
     };
-    race(Arc::new(dynamo_store(&stack).await), caps, |_| user.clone(), "user_daily_cap").await;
+    race(
+        Arc::new(dynamo_store(&stack).await),
+        caps,
+        |_| user.clone(),
+        "user_daily_cap",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -264,7 +317,9 @@ async fn users_racing_the_wallet_cap_spend_at_most_the_cap() {
         per_user: usdc("1000"),
         wallet: usdc("0.12"),
     };
-    let store = Arc::new(LocalAccessStore::new(crate::support::temp_dir("wallet-race")));
+    let store = Arc::new(LocalAccessStore::new(crate::support::temp_dir(
+        "wallet-race",
+    )));
     race(store, caps, |i| format!("user-{i}"), "wallet_daily_cap").await;
 }
 
@@ -283,7 +338,11 @@ async fn a_payment_the_seller_refuses_stays_reserved_while_it_can_settle() {
     let h = Harness::new(Arc::new(OfflineModel), opts);
     let (out, _) = h.turn("s1", "Generate an image of a kite").await;
     assert!(out.unwrap().payments.is_empty());
-    assert_eq!(m.seller.paid_requests(), 1, "the payment was signed and sent");
+    assert_eq!(
+        m.seller.paid_requests(),
+        1,
+        "the payment was signed and sent"
+    );
     assert_eq!(m.seller.settlements(), 0);
     let day = utc_day(
         std::time::SystemTime::now()
@@ -291,7 +350,10 @@ async fn a_payment_the_seller_refuses_stays_reserved_while_it_can_settle() {
             .unwrap()
             .as_secs(),
     );
-    let c = store.committed("tester", m.buyer.address(), &day).await.unwrap();
+    let c = store
+        .committed("tester", m.buyer.address(), &day)
+        .await
+        .unwrap();
     assert_eq!((c.user, c.wallet), (usdc("0.04"), usdc("0.04")), "kept");
     assert_eq!(m.balance().await, usdc("0.01"));
 }
@@ -357,10 +419,18 @@ async fn another_users_session_id_gives_no_data_and_runs_no_turn() {
 
     // Mallory presents alice's session id: over HTTP, in the header and in the body...
     for (header, body) in [
-        (Some(session.as_str()), json!({"prompt": "analyze that image"})),
-        (None, json!({"prompt": "show my images", "session_id": session})),
+        (
+            Some(session.as_str()),
+            json!({"prompt": "analyze that image"}),
+        ),
+        (
+            None,
+            json!({"prompt": "show my images", "session_id": session}),
+        ),
     ] {
-        let mut req = http.post(format!("{url}/invocations")).header(USER, "mallory");
+        let mut req = http
+            .post(format!("{url}/invocations"))
+            .header(USER, "mallory");
         if let Some(s) = header {
             req = req.header(SESSION, s);
         }
@@ -369,7 +439,10 @@ async fn another_users_session_id_gives_no_data_and_runs_no_turn() {
         let text = res.text().await.unwrap();
         assert!(text.contains("belongs to another user"), "{text}");
         assert!(text.contains("request_id"), "{text}");
-        assert!(!text.contains(&image_url) && !text.contains("garden"), "{text}");
+        assert!(
+            !text.contains(&image_url) && !text.contains("garden"),
+            "{text}"
+        );
     }
     // ...and over the WebSocket: refused at the upgrade, or per message.
     let mut req = format!("{}/ws", url.replace("http", "ws"))
@@ -398,7 +471,10 @@ async fn another_users_session_id_gives_no_data_and_runs_no_turn() {
         other => panic!("{other:?}"),
     };
     assert_eq!(reply["type"], "error");
-    assert!(reply["message"].as_str().unwrap().contains("another user"), "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("another user"),
+        "{reply}"
+    );
 
     assert_eq!(model.calls(), 2, "only alice's turn called the model");
     assert_eq!(model.remaining(), 0);
@@ -461,9 +537,11 @@ async fn cross_origin_requests_are_refused_with_nothing_run() {
     let own = url.replace("127.0.0.1", "localhost");
     req.headers_mut().insert("origin", own.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(tungstenite::Message::Text(json!({"prompt": "hi"}).to_string().into()))
-        .await
-        .unwrap();
+    ws.send(tungstenite::Message::Text(
+        json!({"prompt": "hi"}).to_string().into(),
+    ))
+    .await
+    .unwrap();
     loop {
         let tungstenite::Message::Text(t) = ws.next().await.unwrap().unwrap() else {
             continue;

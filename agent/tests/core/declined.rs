@@ -20,8 +20,8 @@ use agent::{
 use alloy::{primitives::B256, providers::Provider as _};
 use serde_json::{Value, json};
 use tools::{
-    policy::caps::{DailyCaps, utc_day},
     client::{PaidRequest, X402Client},
+    policy::caps::{DailyCaps, utc_day},
     policy::{Limits, PaymentPolicy},
     signer::LocalSigner,
 };
@@ -220,7 +220,9 @@ async fn a_402_to_an_expired_unused_payment_is_refused_and_its_reservation_relea
         .unwrap();
 
     // Reserved against the daily caps when it was signed.
-    let access = Arc::new(LocalAccessStore::new(crate::support::temp_dir("expired-caps")));
+    let access = Arc::new(LocalAccessStore::new(crate::support::temp_dir(
+        "expired-caps",
+    )));
     access
         .reserve(
             &Reservation::new("tester", &request_id, m.buyer.address(), now, amount),

@@ -18,6 +18,7 @@ use std::{
 
 use alloy::primitives::Address;
 use async_trait::async_trait;
+use axum::response::IntoResponse as _;
 use gateway_lambda::{
     app,
     generate::{GeneratedImage, GenerationError, Generator, ImageJob, LocalGenerator},
@@ -25,7 +26,6 @@ use gateway_lambda::{
     pricing::ImagePrices,
     wiring::local_state,
 };
-use axum::response::IntoResponse as _;
 use tokio::sync::Notify;
 use x402::{
     Usdc,

@@ -6,9 +6,10 @@ use std::{path::PathBuf, sync::Arc};
 use agent::{
     access::{AccessStore, local::LocalAccessStore},
     agent_tools::{
-        Clock, Spending, ToolBox, system_clock,
+        Clock, Spending, ToolBox,
         images::DirImageStore,
         seller::ImageSeller,
+        system_clock,
         wallet::{ChainWallet, Wallet},
     },
     events::{AgentEvent, Output},
@@ -17,9 +18,9 @@ use agent::{
     session::{Record, SessionStore, local::LocalSessionStore},
     turn::{ApprovalAnswer, TurnDeps, TurnError, TurnRequest, TurnSettings, run_turn},
 };
-use tools::policy::caps::DailyCaps;
 use alloy::primitives::{Address, address};
 use tokio::sync::mpsc;
+use tools::policy::caps::DailyCaps;
 use x402::{Network, Usdc};
 
 pub const SELLER: Address = address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");

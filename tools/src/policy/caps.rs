@@ -134,10 +134,10 @@ mod tests {
         // (amount, user committed, wallet committed, expected rule or None)
         let cases: &[(&str, &str, &str, Option<&str>)] = &[
             ("0.04", "0", "0", None),
-            ("0.04", "0.96", "0.96", None),           // exactly at the user cap
+            ("0.04", "0.96", "0.96", None), // exactly at the user cap
             ("0.04", "0.960001", "1", Some("user_daily_cap")),
             ("1.000001", "0", "0", Some("user_daily_cap")), // alone over it
-            ("0.50", "0", "4.50", None),              // exactly at the wallet cap
+            ("0.50", "0", "4.50", None),                    // exactly at the wallet cap
             ("0.50", "0", "4.500001", Some("wallet_daily_cap")),
             ("0.50", "0.60", "4.80", Some("user_daily_cap")), // the user's first
             ("0", "1.00", "5.00", None),

@@ -200,8 +200,10 @@ async fn an_oversized_402_is_refused_with_a_clear_error() {
     let streamed = serve(axum::Router::new().fallback(move || {
         let body = big.clone();
         async move {
-            let chunks: Vec<Result<Bytes, std::io::Error>> =
-                body.chunks(4096).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+            let chunks: Vec<Result<Bytes, std::io::Error>> = body
+                .chunks(4096)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
             (
                 StatusCode::PAYMENT_REQUIRED,
                 Body::from_stream(futures::stream::iter(chunks)),
@@ -229,7 +231,9 @@ async fn an_oversized_402_is_refused_with_a_clear_error() {
         );
         assert_eq!(
             e.to_string(),
-            format!("the seller's 402 answer is larger than the {MAX_402_BODY_BYTES} bytes this client reads")
+            format!(
+                "the seller's 402 answer is larger than the {MAX_402_BODY_BYTES} bytes this client reads"
+            )
         );
         assert_eq!(signer.calls.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
