@@ -18,6 +18,7 @@
 //! The payment flow itself is [`crate::ledger`]'s state machine; this module
 //! runs it, persisting each step before taking the next.
 
+pub mod agentcore;
 pub mod seller;
 
 pub use tools::{storage as images, wallet};
@@ -496,7 +497,9 @@ impl ToolBox {
                             });
                         }
                         Decision::Pay => {
-                            let payment = seller.prepare(&quote).await?;
+                            let payment = self
+                                .prepare_payment(ctx, &mut ledger, seller, &request_id, &quote)
+                                .await?;
                             // Persisted BEFORE it is sent: from here on, only
                             // this payment is ever sent for this request.
                             ctx.record(
