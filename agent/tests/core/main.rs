@@ -3,6 +3,7 @@
 //! with a scripted model, and the money rules against the local stack
 //! (Anvil, the official x402 facilitator) with real payments.
 
+mod agentcore;
 mod bedrock_server;
 mod bedrock_wire;
 mod money;
