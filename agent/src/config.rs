@@ -197,6 +197,17 @@ pub enum SignerConfig {
     },
     /// AWS KMS secp256k1 key: `KMS_KEY_ID`.
     Kms { key_id: String },
+    /// Amazon Bedrock AgentCore Payments (`SIGNER=agentcore`): the wallet is
+    /// a payment instrument AWS holds; `ProcessPayment` signs whole payments
+    /// within a payment session's limit. `AGENTCORE_PAYMENT_MANAGER_ARN`,
+    /// `AGENTCORE_PAYMENT_CONNECTOR_ID`, `AGENTCORE_PAYMENT_INSTRUMENT_ID`,
+    /// `AGENTCORE_PAYMENT_SESSION_MINUTES` (default 60). No secret.
+    AgentCore {
+        payment_manager_arn: String,
+        payment_connector_id: String,
+        payment_instrument_id: String,
+        session_minutes: i32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -571,9 +582,34 @@ impl Reader<'_> {
             Some("kms") => SignerConfig::Kms {
                 key_id: self.required("KMS_KEY_ID", "KMS secp256k1 key id or ARN"),
             },
+            Some("agentcore") => {
+                let payment_manager_arn = self.required(
+                    "AGENTCORE_PAYMENT_MANAGER_ARN",
+                    "the AgentCore payment manager to pay through",
+                );
+                if !payment_manager_arn.is_empty() && !payment_manager_arn.starts_with("arn:") {
+                    self.problem("AGENTCORE_PAYMENT_MANAGER_ARN must be an ARN (arn:...)");
+                }
+                let session_minutes: i32 = self.parse_or("AGENTCORE_PAYMENT_SESSION_MINUTES", 60);
+                if !(1..=480).contains(&session_minutes) {
+                    self.problem("AGENTCORE_PAYMENT_SESSION_MINUTES must be 1-480");
+                }
+                SignerConfig::AgentCore {
+                    payment_manager_arn,
+                    payment_connector_id: self.required(
+                        "AGENTCORE_PAYMENT_CONNECTOR_ID",
+                        "the payment connector of the instrument",
+                    ),
+                    payment_instrument_id: self.required(
+                        "AGENTCORE_PAYMENT_INSTRUMENT_ID",
+                        "the payment instrument (wallet) that pays",
+                    ),
+                    session_minutes,
+                }
+            }
             Some(other) => {
                 self.problem(format!(
-                    "SIGNER={other:?} must be local, cdp, cdp-export or kms"
+                    "SIGNER={other:?} must be local, cdp, cdp-export, kms or agentcore"
                 ));
                 SignerConfig::Kms {
                     key_id: String::new(),
@@ -782,6 +818,36 @@ mod tests {
         ));
         assert!(matches!(c.signer, SignerConfig::Cdp { export: false, .. }));
         assert_eq!(c.model.provider, ModelProvider::Bedrock);
+    }
+
+    #[test]
+    fn agentcore_payments_need_the_manager_connector_and_instrument() {
+        let mut env = minimal();
+        env.retain(|(k, _)| *k != "BUYER_PRIVATE_KEY");
+        env.push(("SIGNER", "agentcore"));
+        let text = cfg(&env).unwrap_err().to_string();
+        for needle in [
+            "AGENTCORE_PAYMENT_MANAGER_ARN is required",
+            "AGENTCORE_PAYMENT_CONNECTOR_ID is required",
+            "AGENTCORE_PAYMENT_INSTRUMENT_ID is required",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        env.extend([
+            (
+                "AGENTCORE_PAYMENT_MANAGER_ARN",
+                "arn:aws:bedrock-agentcore:us-east-1:1:payment-manager/pm",
+            ),
+            ("AGENTCORE_PAYMENT_CONNECTOR_ID", "pc"),
+            ("AGENTCORE_PAYMENT_INSTRUMENT_ID", "pi"),
+        ]);
+        let c = cfg(&env).unwrap();
+        assert!(matches!(
+            c.signer,
+            SignerConfig::AgentCore { session_minutes: 60, ref payment_instrument_id, .. } if payment_instrument_id == "pi"
+        ));
+        env.push(("AGENTCORE_PAYMENT_SESSION_MINUTES", "0"));
+        assert!(cfg(&env).unwrap_err().to_string().contains("1-480"));
     }
 
     #[test]

@@ -50,7 +50,10 @@
 use alloy::primitives::Address;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tools::policy::{self, Limits, PaymentPolicy, PolicyRefusal, caps::CapRefusal};
+use tools::{
+    policy::{self, Limits, PaymentPolicy, PolicyRefusal, caps::CapRefusal},
+    signer::agentcore::PaymentSession,
+};
 use x402::{Network, Usdc, catalog::ImageRequest};
 
 use crate::events::PaymentReceipt;
@@ -117,6 +120,24 @@ pub enum LedgerEntry {
     /// never settles (unused at a block past `validBefore`: see
     /// [`crate::declined`]). The amount stays counted as spent: conservative.
     Rejected { request_id: String, reason: String },
+    /// An AgentCore payment session opened for this agent session
+    /// (`SIGNER=agentcore`), for `budget`; the newest usable one is reused
+    /// across turns and restarts ([`payment_session`]).
+    PaymentSession {
+        session: PaymentSession,
+        budget: Usdc,
+    },
+    /// AgentCore Payments itself refused to pay for a request (its session
+    /// limit, an expired session, an inactive instrument). Nothing was
+    /// signed: the request's state does not change.
+    ServiceRefused {
+        request_id: String,
+        turn_id: String,
+        rule: String,
+        amount: Usdc,
+        limit: Option<Usdc>,
+        reason: String,
+    },
 }
 
 impl LedgerEntry {
@@ -129,7 +150,9 @@ impl LedgerEntry {
             | LedgerEntry::Prepared { request_id, .. }
             | LedgerEntry::Paid { request_id, .. }
             | LedgerEntry::Stored { request_id, .. }
-            | LedgerEntry::Rejected { request_id, .. } => request_id,
+            | LedgerEntry::Rejected { request_id, .. }
+            | LedgerEntry::ServiceRefused { request_id, .. } => request_id,
+            LedgerEntry::PaymentSession { session, .. } => &session.payment_session_id,
         }
     }
 
@@ -160,6 +183,14 @@ impl LedgerEntry {
             LedgerEntry::Paid { request_id, .. } => format!("ledger:{request_id}:paid"),
             LedgerEntry::Stored { request_id, .. } => format!("ledger:{request_id}:stored"),
             LedgerEntry::Rejected { request_id, .. } => format!("ledger:{request_id}:rejected"),
+            LedgerEntry::PaymentSession { session, .. } => {
+                format!("ledger:payment_session:{}", session.payment_session_id)
+            }
+            LedgerEntry::ServiceRefused {
+                request_id,
+                turn_id,
+                ..
+            } => format!("ledger:{request_id}:service_refused:{turn_id}"),
         }
     }
 }
@@ -418,6 +449,14 @@ pub enum Refusal {
     /// Over a daily cap across sessions.
     #[error("{0}")]
     Cap(#[from] CapRefusal),
+    /// AgentCore Payments refused (see [`LedgerEntry::ServiceRefused`]).
+    #[error("{rule}: the payment service refused {amount} USDC{}: {message}", .limit.map(|l| format!(" (it allows {l} USDC more)")).unwrap_or_default())]
+    Service {
+        rule: String,
+        amount: Usdc,
+        limit: Option<Usdc>,
+        message: String,
+    },
 }
 
 impl Refusal {
@@ -432,6 +471,7 @@ impl Refusal {
             Refusal::AlreadyPaid(_) => "already_paid",
             Refusal::Closed(_) => "closed",
             Refusal::Cap(c) => c.rule(),
+            Refusal::Service { .. } => "payment_service",
         }
     }
 
@@ -441,6 +481,7 @@ impl Refusal {
             Refusal::OverBudget { amount, budget, .. } => (Some(*amount), Some(*budget)),
             Refusal::NotApproved { amount, limit, .. } => (Some(*amount), Some(*limit)),
             Refusal::Cap(c) => (Some(c.amount()), Some(c.limit())),
+            Refusal::Service { amount, limit, .. } => (Some(*amount), *limit),
             Refusal::Policy(PolicyRefusal::OverAuthorised { asked, limit }) => {
                 (Some(*asked), Some(*limit))
             }
@@ -463,6 +504,30 @@ impl Approval {
     pub fn covers(&self, amount: Usdc, now: u64) -> bool {
         amount <= self.amount && now < self.expires_at
     }
+}
+
+/// The AgentCore payment session to pay from at `now` under `budget`: the
+/// newest one opened, if it was opened for this budget and is not about to
+/// expire. `None`: open a new one for what remains of the budget.
+pub fn payment_session(entries: &[LedgerEntry], now: u64, budget: Usdc) -> Option<&PaymentSession> {
+    entries
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            LedgerEntry::PaymentSession { session, budget: b } => Some((session, *b)),
+            _ => None,
+        })
+        .filter(|(s, b)| *b == budget && s.usable_at(now))
+        .map(|(s, _)| s)
+}
+
+/// How many AgentCore payment sessions this agent session has opened (the
+/// next one's idempotency generation).
+pub fn payment_sessions_opened(entries: &[LedgerEntry]) -> usize {
+    entries
+        .iter()
+        .filter(|e| matches!(e, LedgerEntry::PaymentSession { .. }))
+        .count()
 }
 
 /// Refuses a quote that would pay anyone or anything but what configuration
@@ -894,6 +959,44 @@ mod tests {
         assert_eq!(settled_spend(&ledger), usdc("0.20"));
         assert_eq!(committed_spend(&ledger), usdc("0.20"));
         assert_eq!(images(&ledger).len(), 1);
+    }
+
+    #[test]
+    fn a_payment_session_is_reused_until_it_expires_or_the_budget_changes() {
+        let open = |id: &str, expires_at: u64, budget: &str| LedgerEntry::PaymentSession {
+            session: PaymentSession {
+                payment_session_id: id.into(),
+                max_spend: usdc(budget),
+                expires_at,
+            },
+            budget: usdc(budget),
+        };
+        let mut ledger = vec![quoted("img-1", "0.04", "t1")];
+        assert_eq!(payment_session(&ledger, 100, usdc("1.00")), None);
+        ledger.push(open("ps-1", 10_000, "1.00"));
+        let found = |l: &[LedgerEntry], now, b| {
+            payment_session(l, now, usdc(b)).map(|s| s.payment_session_id.clone())
+        };
+        assert_eq!(found(&ledger, 100, "1.00").as_deref(), Some("ps-1"));
+        assert_eq!(found(&ledger, 9_990, "1.00"), None, "about to expire");
+        assert_eq!(found(&ledger, 100, "2.00"), None, "another budget");
+        ledger.push(open("ps-2", 20_000, "1.00"));
+        assert_eq!(found(&ledger, 9_990, "1.00").as_deref(), Some("ps-2"));
+        assert_eq!(payment_sessions_opened(&ledger), 2);
+        // Sessions and service refusals never move a request's state.
+        ledger.push(LedgerEntry::ServiceRefused {
+            request_id: "img-1".into(),
+            turn_id: "t1".into(),
+            rule: "agentcore_session_limit".into(),
+            amount: usdc("0.04"),
+            limit: Some(usdc("0.01")),
+            reason: "over".into(),
+        });
+        assert!(matches!(
+            request_state(&ledger, "img-1"),
+            RequestState::Quoted { .. }
+        ));
+        assert_eq!(committed_spend(&ledger), Usdc::ZERO);
     }
 
     #[test]

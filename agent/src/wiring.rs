@@ -10,16 +10,20 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_bedrockagentcore::error::DisplayErrorContext;
-use tools::signer::{CdpConfig, PaymentSigner, Redacted};
+use tools::signer::{
+    CdpConfig, PaymentSigner, Redacted,
+    agentcore::{AgentCoreConfig, AgentCorePayments, InstrumentWallet},
+};
 
 use crate::{
     access::{AccessStore, dynamodb::DynamoAccessStore, local::LocalAccessStore},
     agent_tools::{
         Spending, ToolBox,
+        agentcore::AgentCoreSeller,
         images::{DirImageStore, ImageStore, S3ImageStore},
         seller::{ImageSeller, X402Seller},
         system_clock,
-        wallet::ChainWallet,
+        wallet::{ChainWallet, Wallet},
     },
     config::{
         AccessConfig, Config, ImagesConfig, ModelProvider, Secret, SecretString, SessionsConfig,
@@ -185,8 +189,49 @@ pub async fn signer(cfg: &Config, aws: &SdkConfig) -> Result<Arc<dyn PaymentSign
             key_id: key_id.clone(),
             aws: Box::new(aws.clone()),
         },
+        SignerConfig::AgentCore { .. } => {
+            return Err(WiringError::Setup(
+                "SIGNER=agentcore signs whole payments through AgentCore Payments, not typed data: \
+                 use agentcore_payments()"
+                    .into(),
+            ));
+        }
     };
     tools::signer::from_config(tools_cfg).await.map_err(setup)
+}
+
+/// The AgentCore Payments backend (`SIGNER=agentcore`): reads the payment
+/// instrument now, so a wrong ARN or id stops start-up. `None` for the
+/// other signers. The endpoint is the SDK's (`AWS_ENDPOINT_URL_BEDROCK_AGENTCORE`
+/// points it at a local stand-in).
+pub async fn agentcore_payments(
+    cfg: &Config,
+    aws: &SdkConfig,
+) -> Result<Option<Arc<AgentCorePayments>>, WiringError> {
+    let SignerConfig::AgentCore {
+        payment_manager_arn,
+        payment_connector_id,
+        payment_instrument_id,
+        session_minutes,
+    } = &cfg.signer
+    else {
+        return Ok(None);
+    };
+    let payments = AgentCorePayments::connect(
+        aws_sdk_bedrockagentcore::Client::new(aws),
+        AgentCoreConfig {
+            payment_manager_arn: payment_manager_arn.clone(),
+            payment_connector_id: payment_connector_id.clone(),
+            payment_instrument_id: payment_instrument_id.clone(),
+            default_user_id: cfg.server.default_actor_id.clone(),
+            agent_name: cfg.telemetry.service_name.clone(),
+            session_minutes: *session_minutes,
+        },
+        cfg.chain.network,
+    )
+    .await
+    .map_err(|e| WiringError::Setup(format!("AgentCore payments: {e}")))?;
+    Ok(Some(Arc::new(payments)))
 }
 
 /// The image store the configuration names.
@@ -220,8 +265,6 @@ pub async fn turn_deps(
     access: Arc<dyn AccessStore>,
 ) -> Result<TurnDeps, WiringError> {
     let model = model(cfg, aws);
-    let signer = signer(cfg, aws).await?;
-    let payer = signer.address();
     let rules = MoneyRules {
         seller: cfg.chain.seller_wallet,
         asset: cfg.chain.usdc_contract,
@@ -232,20 +275,47 @@ pub async fn turn_deps(
     // The ledger checks quotes against the rules; the client checks the same
     // policy again when it signs.
     let policy = rules.policy();
-    let seller = cfg.gateway_url.as_deref().map(|url| {
-        Arc::new(X402Seller::new(url, signer.clone(), policy.clone())) as Arc<dyn ImageSeller>
-    });
-    let wallet = ChainWallet::new(
-        &cfg.chain.rpc_url,
-        cfg.chain.network,
-        cfg.chain.usdc_contract,
-        payer,
-    )
-    .map_err(|e| WiringError::Setup(e.to_string()))?;
+    let (seller, wallet): (Option<Arc<dyn ImageSeller>>, Arc<dyn Wallet>) =
+        match agentcore_payments(cfg, aws).await? {
+            // AgentCore pays and reports the instrument's balance.
+            Some(payments) => (
+                cfg.gateway_url.as_deref().map(|url| {
+                    Arc::new(AgentCoreSeller::new(url, payments.clone(), policy.clone()))
+                        as Arc<dyn ImageSeller>
+                }),
+                {
+                    let chain = ChainWallet::new(
+                        &cfg.chain.rpc_url,
+                        cfg.chain.network,
+                        cfg.chain.usdc_contract,
+                        payments.address(),
+                    )
+                    .map_err(|e| WiringError::Setup(e.to_string()))?;
+                    Arc::new(InstrumentWallet::new(payments, chain)) as Arc<dyn Wallet>
+                },
+            ),
+            None => {
+                let signer = signer(cfg, aws).await?;
+                let wallet = ChainWallet::new(
+                    &cfg.chain.rpc_url,
+                    cfg.chain.network,
+                    cfg.chain.usdc_contract,
+                    signer.address(),
+                )
+                .map_err(|e| WiringError::Setup(e.to_string()))?;
+                (
+                    cfg.gateway_url.as_deref().map(|url| {
+                        Arc::new(X402Seller::new(url, signer.clone(), policy.clone()))
+                            as Arc<dyn ImageSeller>
+                    }),
+                    Arc::new(wallet) as Arc<dyn Wallet>,
+                )
+            }
+        };
     let tools = ToolBox {
         seller,
         images: image_store(cfg, aws),
-        wallet: Arc::new(wallet),
+        wallet,
         vision: model.clone(),
         rules,
         spending: Spending {

@@ -38,6 +38,33 @@ export const AGENT_ASSET_EXCLUDES = [
   '**/*.png',
 ];
 
+/** What the agent calls on AgentCore Payments (`SIGNER=agentcore`). */
+export const AGENTCORE_PAYMENT_ACTIONS = [
+  'bedrock-agentcore:CreatePaymentSession',
+  'bedrock-agentcore:GetPaymentSession',
+  'bedrock-agentcore:ProcessPayment',
+  'bedrock-agentcore:GetPaymentInstrument',
+  'bedrock-agentcore:GetPaymentInstrumentBalance',
+];
+
+/**
+ * A payment manager authorising callers with IAM (SigV4: the runtime role),
+ * with the role the service assumes for it (no permissions of its own here:
+ * connectors' credential providers grant what they need).
+ */
+function paymentManager(scope: Construct, prefix: string): agentcore.CfnPaymentManager {
+  const serviceRole = new iam.Role(scope, 'PaymentManagerRole', {
+    assumedBy: new iam.ServicePrincipal('bedrock-agentcore.amazonaws.com'),
+    description: 'Assumed by AgentCore Payments for the x402 agent payment manager',
+  });
+  return new agentcore.CfnPaymentManager(scope, 'PaymentManager', {
+    name: `${prefix.replace(/[^a-zA-Z0-9]/g, '')}Payments`,
+    description: 'Payment manager of the x402 agent',
+    authorizerType: 'AWS_IAM',
+    roleArn: serviceRole.roleArn,
+  });
+}
+
 export interface AgentStackProps extends StackProps {
   readonly gatewayUrl: string;
 }
@@ -96,6 +123,18 @@ export class AgentStack extends Stack {
         : {}),
       ...(config.kmsKeyArn ? { KMS_KEY_ID: config.kmsKeyArn } : {}),
     };
+
+    // AgentCore Payments: the manager (created here or given), never a secret.
+    const paymentManagerArn = config.payments.create
+      ? paymentManager(this, config.prefix).attrPaymentManagerArn
+      : config.payments.arn;
+    if (config.signer === 'agentcore') {
+      Object.assign(environment, {
+        AGENTCORE_PAYMENT_MANAGER_ARN: paymentManagerArn as string,
+        AGENTCORE_PAYMENT_CONNECTOR_ID: config.payments.connectorId as string,
+        AGENTCORE_PAYMENT_INSTRUMENT_ID: config.payments.instrumentId as string,
+      });
+    }
 
     // Signer material, by reference: the container resolves the ARNs at start.
     const refs =
@@ -156,6 +195,17 @@ export class AgentStack extends Stack {
       );
     }
 
+    if (config.signer === 'agentcore' && paymentManagerArn) {
+      // Exactly the data-plane calls the agent makes, on this manager only.
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'AgentCorePayments',
+          actions: AGENTCORE_PAYMENT_ACTIONS,
+          resources: [paymentManagerArn],
+        }),
+      );
+    }
+
     const baseline =
       'Baseline of the AgentCore Runtime L2 execution role (logs under /aws/bedrock-agentcore/runtimes, X-Ray and CloudWatch metrics which have no resource scoping, workload identity, ECR auth token).';
     const region = nagRegion(this);
@@ -180,6 +230,7 @@ export class AgentStack extends Stack {
     }
     ack(role, objectsFinding(images, `${config.imagesPrefix}*`), 'Objects under the agent\'s images prefix only.');
 
+    if (paymentManagerArn) new CfnOutput(this, 'PaymentManagerArn', { value: paymentManagerArn });
     new CfnOutput(this, 'AgentRuntimeArn', { value: this.runtime.agentRuntimeArn });
     new CfnOutput(this, 'MemoryId', { value: memory.memoryId });
     new CfnOutput(this, 'ImagesBucket', { value: images.bucketName });

@@ -5,7 +5,7 @@
  * Manager secrets that hold them, which the apps resolve at run time.
  */
 
-export type Signer = 'local' | 'cdp' | 'cdp-export' | 'kms';
+export type Signer = 'local' | 'cdp' | 'cdp-export' | 'kms' | 'agentcore';
 export type Network = 'base-sepolia' | 'base';
 
 export interface DeployConfig {
@@ -29,6 +29,19 @@ export interface DeployConfig {
   readonly cdpAccountName: string;
   /** CDP API key id (not a secret; its secret half lives in Secrets Manager). */
   readonly cdpApiKeyId?: string;
+  /**
+   * AgentCore Payments. `create`: the stack creates the payment manager
+   * (context `createPaymentManager=true`); otherwise `arn` names an existing
+   * one. The connector and instrument live under the manager (created with
+   * the AgentCore CLI/API: an instrument is a user's wallet), so their ids
+   * are given; all three are required for the `agentcore` signer.
+   */
+  readonly payments: {
+    readonly create: boolean;
+    readonly arn?: string;
+    readonly connectorId?: string;
+    readonly instrumentId?: string;
+  };
   readonly sessionBudgetUsdc: string;
   readonly autoApproveMaxUsdc: string;
   /** What one user may commit per UTC day, across all their sessions (decimal USDC). */
@@ -88,8 +101,25 @@ export function loadConfig(context: Lookup, env: Lookup, repoRoot: string): Depl
     throw new Error(`network must be base-sepolia or base, got ${network}`);
   }
   const signer = must('signer', 'SIGNER', 'cdp');
-  if (!['local', 'cdp', 'cdp-export', 'kms'].includes(signer)) {
-    throw new Error(`signer must be local, cdp, cdp-export or kms, got ${signer}`);
+  if (!['local', 'cdp', 'cdp-export', 'kms', 'agentcore'].includes(signer)) {
+    throw new Error(`signer must be local, cdp, cdp-export, kms or agentcore, got ${signer}`);
+  }
+  const payments = {
+    create: must('createPaymentManager', undefined, 'false') === 'true',
+    arn: get('paymentManagerArn', 'AGENTCORE_PAYMENT_MANAGER_ARN'),
+    connectorId: get('paymentConnectorId', 'AGENTCORE_PAYMENT_CONNECTOR_ID'),
+    instrumentId: get('paymentInstrumentId', 'AGENTCORE_PAYMENT_INSTRUMENT_ID'),
+  };
+  if (payments.create && payments.arn) {
+    throw new Error('set createPaymentManager=true or paymentManagerArn, not both');
+  }
+  if (payments.arn !== undefined && !/^arn:[^:]+:bedrock-agentcore:[^:]*:\d{12}:payment-manager\/.+$/.test(payments.arn)) {
+    throw new Error('paymentManagerArn / AGENTCORE_PAYMENT_MANAGER_ARN must be a payment-manager ARN');
+  }
+  if (signer === 'agentcore' && (!(payments.create || payments.arn) || !payments.connectorId || !payments.instrumentId)) {
+    throw new Error(
+      'signer agentcore needs a payment manager (createPaymentManager=true or paymentManagerArn) and paymentConnectorId and paymentInstrumentId (or AGENTCORE_PAYMENT_*)',
+    );
   }
   const kmsKeyArn = get('kmsKeyArn', 'KMS_KEY_ID');
   if (signer === 'kms' && !kmsKeyArn?.startsWith('arn:')) {
@@ -125,6 +155,7 @@ export function loadConfig(context: Lookup, env: Lookup, repoRoot: string): Depl
     kmsKeyArn: signer === 'kms' ? kmsKeyArn : undefined,
     cdpAccountName: must('cdpAccountName', 'CDP_ACCOUNT_NAME', 'x402-agent'),
     cdpApiKeyId,
+    payments,
     sessionBudgetUsdc: usdc('sessionBudgetUsdc', 'SESSION_BUDGET_USDC', '1.00'),
     autoApproveMaxUsdc: usdc('autoApproveMaxUsdc', 'AUTO_APPROVE_MAX_USDC', '0.10'),
     userDailyCapUsdc: usdc('userDailyCapUsdc', 'USER_DAILY_CAP_USDC', '10.00'),

@@ -40,6 +40,8 @@ use x402::{Network, Usdc, eip3009::IUsdc, facilitator::HttpFacilitator};
 
 pub use alloy;
 
+pub mod agentcore_payments;
+
 sol! {
     /// The parts of our dev token (`contracts/USDC.sol`) that the x402
     /// crate's `IUsdc` does not cover.

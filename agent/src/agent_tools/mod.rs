@@ -18,6 +18,7 @@
 //! The payment flow itself is [`crate::ledger`]'s state machine; this module
 //! runs it, persisting each step before taking the next.
 
+pub mod agentcore;
 pub mod seller;
 
 pub use tools::{storage as images, wallet};
@@ -604,11 +605,14 @@ impl ToolBox {
                                     return Err(ToolError::Limits(e.to_string()));
                                 }
                             }
-                            let payment = match seller.prepare(&quote).await {
+                            let payment = match self
+                                .prepare_payment(ctx, &mut ledger, seller, &request_id, &quote)
+                                .await
+                            {
                                 Ok(p) => p,
                                 Err(e) => {
                                     self.release(&reservation).await;
-                                    return Err(e.into());
+                                    return Err(e);
                                 }
                             };
                             // Persisted BEFORE it is sent: from here on, only

@@ -26,7 +26,10 @@ use async_trait::async_trait;
 use tools::{
     client::{ClientError, PaidRequest, X402Client},
     policy::{Limits, PaymentPolicy},
-    signer::PaymentSigner,
+    signer::{
+        PaymentSigner,
+        agentcore::{PaymentSession, ServiceRefusal},
+    },
 };
 use x402::catalog::{ImageRequest, ImageResponse};
 
@@ -58,6 +61,21 @@ pub enum SellerError {
     BadQuote(String),
     #[error("signing failed: {0}")]
     Signing(String),
+    /// The payment service (AgentCore Payments) refused; nothing was signed.
+    #[error(transparent)]
+    ServiceRefused(#[from] ServiceRefusal),
+}
+
+/// Who a payment is for: what backends that keep state per request or per
+/// session (AgentCore Payments) need; the local signers ignore it.
+#[derive(Clone, Copy, Debug)]
+pub struct PayContext<'a> {
+    /// Our request id (the ledger's): AgentCore's `clientToken` comes from it.
+    pub request_id: &'a str,
+    /// The runtime user id (AgentCore's `userId`).
+    pub user_id: &'a str,
+    /// The AgentCore payment session to pay from, if the backend uses one.
+    pub payment_session_id: Option<&'a str>,
 }
 
 /// The paid image service.
@@ -68,7 +86,22 @@ pub trait ImageSeller: Send + Sync {
     /// The seller's price for `req` (no money moves).
     async fn quote(&self, req: &ImageRequest) -> Result<Quote, SellerError>;
     /// Signs a payment of exactly `quote` (no money moves until sent).
-    async fn prepare(&self, quote: &Quote) -> Result<PreparedPayment, SellerError>;
+    async fn prepare(
+        &self,
+        quote: &Quote,
+        pay: &PayContext<'_>,
+    ) -> Result<PreparedPayment, SellerError>;
+    /// Backends with payment sessions of their own (AgentCore Payments) open
+    /// one allowing `max_spend`; `idempotency` names this opening so a retry
+    /// gets the same session. `None`: this backend has no sessions.
+    async fn open_payment_session(
+        &self,
+        _user_id: &str,
+        _max_spend: x402::Usdc,
+        _idempotency: &str,
+    ) -> Result<Option<PaymentSession>, SellerError> {
+        Ok(None)
+    }
     /// Sends `req` with `payment`. Safe to repeat with the same payment.
     async fn send(
         &self,
@@ -123,7 +156,11 @@ impl ImageSeller for X402Seller {
             .map_err(seller_error)
     }
 
-    async fn prepare(&self, quote: &Quote) -> Result<PreparedPayment, SellerError> {
+    async fn prepare(
+        &self,
+        quote: &Quote,
+        _pay: &PayContext<'_>,
+    ) -> Result<PreparedPayment, SellerError> {
         // The ledger has already applied the session's budget and consent;
         // here the tools policy re-checks who, what and where, for exactly
         // the quoted amount.

@@ -11,7 +11,7 @@ use agent::{
         AccessError, AccessStore, Claim, Reservation, dynamodb::DynamoAccessStore,
         local::LocalAccessStore,
     },
-    agent_tools::seller::{ImageSeller, Purchase, SellerError, X402Seller},
+    agent_tools::seller::{ImageSeller, PayContext, Purchase, SellerError, X402Seller},
     events::Output,
     ledger::{PreparedPayment, Quote},
     model::{
@@ -214,8 +214,12 @@ impl ImageSeller for QuoteBarrier {
         self.barrier.wait().await;
         q
     }
-    async fn prepare(&self, quote: &Quote) -> Result<PreparedPayment, SellerError> {
-        self.inner.prepare(quote).await
+    async fn prepare(
+        &self,
+        quote: &Quote,
+        pay: &PayContext<'_>,
+    ) -> Result<PreparedPayment, SellerError> {
+        self.inner.prepare(quote, pay).await
     }
     async fn send(
         &self,

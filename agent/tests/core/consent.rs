@@ -10,7 +10,7 @@ use std::sync::{
 };
 
 use agent::{
-    agent_tools::seller::{ImageSeller, Purchase, SellerError, X402Seller},
+    agent_tools::seller::{ImageSeller, PayContext, Purchase, SellerError, X402Seller},
     events::{AgentEvent, Output},
     ledger::{PreparedPayment, Quote},
     model::scripted::{ScriptedModel, Step},
@@ -168,8 +168,12 @@ impl ImageSeller for RaisesPriceSeller {
         }
         Ok(q)
     }
-    async fn prepare(&self, quote: &Quote) -> Result<PreparedPayment, SellerError> {
-        self.inner.prepare(quote).await
+    async fn prepare(
+        &self,
+        quote: &Quote,
+        pay: &PayContext<'_>,
+    ) -> Result<PreparedPayment, SellerError> {
+        self.inner.prepare(quote, pay).await
     }
     async fn send(
         &self,

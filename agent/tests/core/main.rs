@@ -4,6 +4,7 @@
 //! (Anvil, the official x402 facilitator) with real payments.
 
 mod access;
+mod agentcore;
 mod bedrock_server;
 mod bedrock_wire;
 mod consent;

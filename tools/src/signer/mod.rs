@@ -5,7 +5,14 @@
 //! the token's EIP-712 domain, not a bare hash: a remote custodian (CDP) sees
 //! and can police what it signs, and a local one hashes with
 //! [`x402::eip3009::signing_hash`].
+//!
+//! AgentCore Payments ([`agentcore`]) is a custodian of another kind: it is
+//! handed the seller's x402 *requirement* and returns the whole signed
+//! payment, so it is not a `PaymentSigner` but a backend one level up,
+//! beside [`X402Client::prepare`](crate::client::X402Client::prepare) (its
+//! module docs say why and what it checks).
 
+pub mod agentcore;
 pub mod cdp;
 pub mod kms;
 pub mod local;
