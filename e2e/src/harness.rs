@@ -139,7 +139,10 @@ impl AgentProcess {
             .env("AWS_REGION", &stack.aws_region)
             .env("AWS_ACCESS_KEY_ID", &stack.aws_access_key_id)
             .env("AWS_SECRET_ACCESS_KEY", &stack.aws_secret_access_key)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
@@ -172,25 +175,54 @@ impl AgentProcess {
 }
 
 /// `POST /invocations` (JSON).
+/// Why an invocation gave no answer.
+#[derive(Debug)]
+pub enum InvokeError {
+    /// No connection: the agent is not listening (killed, restarting).
+    /// Nothing of the turn ran.
+    Unreachable(String),
+    /// The agent was reached but gave no good answer (an error status, or
+    /// it died mid-turn).
+    Failed(String),
+}
+
+impl std::fmt::Display for InvokeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InvokeError::Unreachable(e) => write!(f, "agent unreachable: {e}"),
+            InvokeError::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 pub async fn invoke(
     http: &reqwest::Client,
     agent: &str,
     session: &str,
     prompt: &str,
-) -> Result<Value, String> {
+) -> Result<Value, InvokeError> {
     let resp = http
         .post(format!("{agent}/invocations"))
         .header("x-amzn-bedrock-agentcore-runtime-session-id", session)
         .json(&json!({"input": {"prompt": prompt}}))
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            if e.is_connect() {
+                InvokeError::Unreachable(e.to_string())
+            } else {
+                InvokeError::Failed(e.to_string())
+            }
+        })?;
     let status = resp.status();
-    let body: Value = resp.json().await.map_err(|e| e.to_string())?;
+    let body: Value = resp
+        .json()
+        .await
+        .map_err(|e| InvokeError::Failed(e.to_string()))?;
     if status.is_success() {
         Ok(body)
     } else {
-        Err(format!("{status}: {body}"))
+        Err(InvokeError::Failed(format!("{status}: {body}")))
     }
 }
 

@@ -222,6 +222,7 @@ async fn money_is_right_under_chaos() {
                     let session = session_id(i);
                     let prompt = format!("Generate an image of chaos subject number {i}");
                     let mut o = Outcome::default();
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
                     while o.attempts < MAX_ATTEMPTS && !o.delivered {
                         o.attempts += 1;
                         match invoke(&http, &url, &session, &prompt).await {
@@ -236,8 +237,19 @@ async fn money_is_right_under_chaos() {
                                     .as_object()
                                     .is_some_and(|m| !m.is_empty());
                             }
-                            Err(_) => {
-                                // The agent is restarting or failed: retry shortly.
+                            Err(InvokeError::Unreachable(_)) => {
+                                // The agent is down (killed, restarting):
+                                // nothing ran, so this was no attempt. Retry
+                                // shortly, within the request's deadline.
+                                o.attempts -= 1;
+                                assert!(
+                                    tokio::time::Instant::now() < deadline,
+                                    "request {i}: the agent stayed unreachable"
+                                );
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                            Err(InvokeError::Failed(_)) => {
+                                // It failed or died mid-turn: retry shortly.
                                 tokio::time::sleep(Duration::from_millis(200)).await;
                             }
                         }
