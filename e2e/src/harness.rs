@@ -103,6 +103,8 @@ pub struct AgentSetup {
     pub memory_id: String,
     pub bucket: String,
     pub dir: PathBuf,
+    /// Further environment for the agent process (e.g. `AWS_MAX_ATTEMPTS`).
+    pub env: Vec<(String, String)>,
 }
 
 pub struct AgentProcess {
@@ -143,6 +145,7 @@ impl AgentProcess {
                 "RUST_LOG",
                 std::env::var("E2E_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(s.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)

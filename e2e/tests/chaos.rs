@@ -2,19 +2,25 @@
 //! while faults are injected everywhere money or content passes, then a
 //! reconciliation against the chain.
 //!
-//! Faults (seeded; the seed is printed, `CHAOS_SEED` replays a run):
+//! Faults (seeded and printed; `CHAOS_SEED` sets the seed, but tasks draw
+//! from it in scheduling order, so a run is not replayed exactly):
 //! - facilitator `/verify` and `/settle`: errors, hangs (timeouts), and
 //!   "settled on chain but the answer was lost";
 //! - generation failures (the gateway's model);
-//! - S3 and AgentCore Memory failures (the agent's AWS endpoint);
+//! - S3 and AgentCore Memory failures (the agent's AWS endpoint), with the
+//!   AWS SDK's retries off (`AWS_MAX_ATTEMPTS=1`) so they reach the agent;
 //! - dropped gateway responses (agent -> gateway);
 //! - the agent process killed (SIGKILL) and restarted mid-flight.
 //!
 //! The client retries each request (same session, same prompt) until the
-//! image arrives or it gives up. Then, for every request: paid if and only
-//! if delivered, never paid twice, and the sum of receipts equals the
-//! buyer's on-chain balance change. `CHAOS_REQUESTS` (default 200) sets
-//! the number of requests.
+//! image arrives or it gives up (12 turns that reached the agent; a refused
+//! connection while the agent restarts is not a turn). Then, for every
+//! request: paid if and only if delivered, the delivered image's URL loads a
+//! PNG, never paid twice, and the sum of receipts equals the buyer's
+//! on-chain balance change. At the default size, every fault kind that is
+//! expected often is asserted to have fired, the agent to have been killed
+//! and generation to have failed. `CHAOS_REQUESTS` (default 200) sets the
+//! number of requests.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -91,13 +97,37 @@ struct Outcome {
     delivered: bool,
     attempts: u32,
     receipts: BTreeSet<String>,
+    /// What fetching the delivered image's URL gave: `None` when it was a
+    /// PNG, else what went wrong.
+    image_problem: Option<String>,
+}
+
+/// Fetches the first image URL of a delivered answer: "delivered" means a
+/// person can load the picture, not that the agent said so.
+async fn fetch_png(http: &reqwest::Client, out: &serde_json::Value) -> Option<String> {
+    let Some(url) = out["output"]["images"]
+        .as_object()
+        .and_then(|m| m.values().next())
+        .and_then(|v| v.as_str())
+    else {
+        return Some(format!("no image URL in {}", out["output"]["images"]));
+    };
+    match http.get(url).send().await {
+        Ok(r) if r.status().is_success() => match r.bytes().await {
+            Ok(b) if b.starts_with(b"\x89PNG\r\n\x1a\n") => None,
+            Ok(b) => Some(format!("{url}: {} bytes, not a PNG", b.len())),
+            Err(e) => Some(format!("{url}: {e}")),
+        },
+        Ok(r) => Some(format!("{url}: {}", r.status())),
+        Err(e) => Some(format!("{url}: {e}")),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn money_is_right_under_chaos() {
     let requests = usize::try_from(env_u64("CHAOS_REQUESTS").unwrap_or(200)).unwrap();
     let seed = env_u64("CHAOS_SEED").unwrap_or_else(rand::random);
-    println!("chaos: {requests} requests, seed {seed} (CHAOS_SEED={seed} replays the fault plan)");
+    println!("chaos: {requests} requests, seed {seed} (CHAOS_SEED={seed} reuses it)");
     let rng: SharedRng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
 
     let stack = stack();
@@ -167,6 +197,9 @@ async fn money_is_right_under_chaos() {
         memory_id: format!("chaos-{seed:x}-{:x}", rand::random::<u32>()),
         bucket: create_bucket(&aws).await,
         dir: temp_dir("chaos"),
+        // One attempt per AWS call: an injected S3 or Memory failure reaches
+        // the agent's own code instead of being absorbed by the SDK's retry.
+        env: vec![("AWS_MAX_ATTEMPTS".into(), "1".into())],
     };
     let agent = Arc::new(tokio::sync::Mutex::new(Some(
         AgentProcess::start(&stack, &setup).await,
@@ -236,6 +269,9 @@ async fn money_is_right_under_chaos() {
                                 o.delivered = out["output"]["images"]
                                     .as_object()
                                     .is_some_and(|m| !m.is_empty());
+                                if o.delivered {
+                                    o.image_problem = fetch_png(&http, &out).await;
+                                }
                             }
                             Err(InvokeError::Unreachable(_)) => {
                                 // The agent is down (killed, restarting):
@@ -322,6 +358,9 @@ async fn money_is_right_under_chaos() {
         for tx in paid {
             *ledger_txs.entry(tx).or_default() += 1;
         }
+        if let Some(problem) = &o.image_problem {
+            discrepancies.push(format!("request {i}: delivered image: {problem}"));
+        }
         delivered += usize::from(o.delivered);
     }
     for (tx, n) in &ledger_txs {
@@ -352,20 +391,20 @@ async fn money_is_right_under_chaos() {
     }
 
     println!("chaos: faults injected:");
+    let mut fired: BTreeMap<(&str, String), u64> = BTreeMap::new();
     for (name, proxy) in [
         ("facilitator", &facilitator),
         ("gateway", &to_gateway),
         ("aws", &to_aws),
     ] {
-        let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
         for (k, n) in proxy.counts() {
             if !k.ends_with(" pass") {
-                *by_kind.entry(fault_kind(&k)).or_default() += n;
+                *fired.entry((name, fault_kind(&k))).or_default() += n;
             }
         }
-        for (k, n) in by_kind {
-            println!("  {name:<12} {k:<40} {n}");
-        }
+    }
+    for ((name, k), n) in &fired {
+        println!("  {name:<12} {k:<40} {n}");
     }
     println!(
         "  {:<12} {:<40} {}",
@@ -390,6 +429,34 @@ async fn money_is_right_under_chaos() {
         logs.len()
     );
     println!("chaos: {} discrepancies", discrepancies.len());
+    // The faults this run claims to survive did happen. At the default size
+    // each kind below is expected 8 to 40 times (a zero is a broken proxy
+    // path or endpoint variable, not bad luck); hangs are rarer and only
+    // reported.
+    if requests >= 200 {
+        for (name, kind) in [
+            ("facilitator", "POST /verify status"),
+            ("facilitator", "POST /settle status"),
+            ("facilitator", "POST /settle drop_response"),
+            ("gateway", "POST /generate_image drop_response"),
+            ("aws", "Memory CreateEvent status"),
+            ("aws", "Memory ListEvents status"),
+            ("aws", "S3 PutObject status"),
+        ] {
+            assert!(
+                fired.get(&(name, kind.to_owned())).copied().unwrap_or(0) > 0,
+                "seed {seed}: no {name} {kind} fault fired: {fired:?}"
+            );
+        }
+        assert!(
+            model.failures.load(Ordering::SeqCst) > 0,
+            "no generation failed"
+        );
+        assert!(
+            kills.load(Ordering::SeqCst) > 0,
+            "the agent was never killed"
+        );
+    }
     assert!(
         discrepancies.is_empty(),
         "seed {seed}:\n{}",

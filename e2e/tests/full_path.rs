@@ -20,6 +20,7 @@ async fn the_sample_conversation_buys_one_image_end_to_end() {
         memory_id: format!("e2e-memory-{:x}", rand::random::<u32>()),
         bucket: create_bucket(&aws).await,
         dir: temp_dir("full-path"),
+        env: Vec::new(),
     };
     let agent = AgentProcess::start(&stack, &setup).await;
     let http = reqwest::Client::new();
