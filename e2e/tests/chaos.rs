@@ -31,9 +31,14 @@ use std::{
     time::Duration,
 };
 
-use alloy::primitives::B256;
+use alloy::{
+    primitives::{B256, U256},
+    signers::local::PrivateKeySigner,
+    sol_types::SolEvent as _,
+};
 use async_trait::async_trait;
 use e2e::{
+    adversary::{self, Burn},
     fault_proxy::{Decider, Fault, FaultProxy},
     harness::*,
 };
@@ -57,15 +62,58 @@ fn roll(rng: &SharedRng) -> u32 {
     rng.lock().unwrap().random_range(0..1000)
 }
 
-/// The gateway's model, failing now and then.
+/// The gateway's model, failing now and then; for a cheating buyer's
+/// prompt it first burns that buyer's nonce on chain (verified, not yet
+/// settled: the moment a cheat would pick), and counts its generations.
 struct FlakyModel {
     rng: SharedRng,
     failures: AtomicU32,
+    cheats: Arc<Cheats>,
+}
+
+/// What the cheating buyers arranged and what happened to them.
+#[derive(Default)]
+struct Cheats {
+    stack: Option<testkit::Stack>,
+    /// Adversary index -> the payer and nonce to burn, and how.
+    burns: Mutex<HashMap<u64, (PrivateKeySigner, B256, Burn)>>,
+    /// Burns done: adversary, burn transaction or why it failed.
+    burned: Mutex<Vec<(u64, Result<B256, String>)>>,
+    /// Adversary index -> images generated for it.
+    generations: Mutex<HashMap<u64, u32>>,
+}
+
+const ADV_MARK: &str = "adversary number ";
+
+/// `k` in a prompt "... adversary number {k} ...".
+fn adversary_index(prompt: &str) -> Option<u64> {
+    let rest = &prompt[prompt.find(ADV_MARK)? + ADV_MARK.len()..];
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 #[async_trait]
 impl Generator for FlakyModel {
     async fn image(&self, job: &ImageJob) -> Result<GeneratedImage, GenerationError> {
+        if let Some(k) = adversary_index(&job.prompt) {
+            let burn = self.cheats.burns.lock().unwrap().remove(&k);
+            if let (Some((key, nonce, how)), Some(stack)) = (burn, &self.cheats.stack) {
+                let r = adversary::burn(stack, &key, nonce, how)
+                    .await
+                    .map_err(|e| format!("{e:#}"));
+                self.cheats.burned.lock().unwrap().push((k, r));
+            }
+            let image = LocalGenerator.image(job).await;
+            if image.is_ok() {
+                *self
+                    .cheats
+                    .generations
+                    .lock()
+                    .unwrap()
+                    .entry(k)
+                    .or_default() += 1;
+            }
+            return image;
+        }
         if roll(&self.rng) < 50 {
             self.failures.fetch_add(1, Ordering::SeqCst);
             return Err(GenerationError::Unavailable(
@@ -151,9 +199,14 @@ async fn money_is_right_under_chaos() {
     )
     .await
     .unwrap();
+    let cheats = Arc::new(Cheats {
+        stack: Some(stack.clone()),
+        ..Cheats::default()
+    });
     let model = Arc::new(FlakyModel {
         rng: rng.clone(),
         failures: AtomicU32::new(0),
+        cheats: cheats.clone(),
     });
     let gateway = start_gateway(
         &stack,
@@ -295,9 +348,18 @@ async fn money_is_right_under_chaos() {
             })
         })
         .collect();
+    // Cheating buyers, at the same time, straight to the gateway (their
+    // facilitator calls get the same faults).
+    let adversaries = tokio::spawn(run_adversaries(
+        stack.clone(),
+        cheats.clone(),
+        format!("{gateway}/generate_image"),
+        u64::try_from(requests).unwrap(),
+    ));
     for w in workers {
         w.await.unwrap();
     }
+    let adversaries = adversaries.await.unwrap();
     done.store(true, Ordering::SeqCst);
     killer.await.unwrap();
     if let Some(a) = agent.lock().await.take() {
@@ -390,6 +452,15 @@ async fn money_is_right_under_chaos() {
         ));
     }
 
+    let cheat_summary = check_adversaries(
+        &stack,
+        &cheats,
+        &adversaries,
+        start_block..=stack.block_number().await.unwrap(),
+        &mut discrepancies,
+    )
+    .await;
+
     println!("chaos: faults injected:");
     let mut fired: BTreeMap<(&str, String), u64> = BTreeMap::new();
     for (name, proxy) in [
@@ -428,6 +499,7 @@ async fn money_is_right_under_chaos() {
         outcomes.len() - delivered,
         logs.len()
     );
+    println!("chaos: adversaries: {cheat_summary}");
     println!("chaos: {} discrepancies", discrepancies.len());
     // The faults this run claims to survive did happen. At the default size
     // each kind below is expected 8 to 40 times (a zero is a broken proxy
@@ -451,6 +523,10 @@ async fn money_is_right_under_chaos() {
         assert!(
             model.failures.load(Ordering::SeqCst) > 0,
             "no generation failed"
+        );
+        assert!(
+            cheats.burned.lock().unwrap().iter().any(|(_, r)| r.is_ok()),
+            "no adversary burned its nonce between verify and settle"
         );
         assert!(
             kills.load(Ordering::SeqCst) > 0,
@@ -491,4 +567,178 @@ fn fault_kind(key: &str) -> String {
 
 fn session_id(i: usize) -> String {
     format!("chaos-session-{i:06}-{:024}", 0)
+}
+
+/// One cheating buyer and what the gateway answered it.
+struct Cheat {
+    k: u64,
+    payer: PrivateKeySigner,
+    burn: Option<Burn>,
+    answers: Vec<adversary::Answer>,
+}
+
+/// Authorizations a many-spender sends at once against a balance for one.
+const COPIES: usize = 5;
+
+/// Burners (half by `cancelAuthorization`, half by a same-nonce transfer)
+/// retry like honest buyers; many-spenders send [`COPIES`] authorizations
+/// at once against a balance for one.
+async fn run_adversaries(
+    stack: testkit::Stack,
+    cheats: Arc<Cheats>,
+    url: String,
+    requests: u64,
+) -> Vec<Cheat> {
+    let burners = (requests / 25).max(2);
+    let spenders = (requests / 50).max(1);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..burners + spenders)
+        .map(|k| {
+            let (stack, cheats, url, http) =
+                (stack.clone(), cheats.clone(), url.clone(), http.clone());
+            tokio::spawn(async move {
+                let copies = if k < burners { 1 } else { COPIES };
+                let payer = stack.fresh_wallet(PRICE).await.unwrap();
+                let burn = (k < burners).then_some(if k % 2 == 0 {
+                    Burn::Cancel
+                } else {
+                    Burn::SameNonceTransfer
+                });
+                let mut signed = Vec::new();
+                for j in 0..copies {
+                    let body = serde_json::json!({
+                        "prompt": format!("chaos {ADV_MARK}{k} copy {j}")
+                    });
+                    let q = adversary::quote(&http, &url, &body).await.unwrap();
+                    let (header, nonce) = adversary::pay(&stack, &payer, &q).unwrap();
+                    if let Some(how) = burn {
+                        cheats
+                            .burns
+                            .lock()
+                            .unwrap()
+                            .insert(k, (payer.clone(), nonce, how));
+                    }
+                    signed.push((body, header));
+                }
+                let answers = if burn.is_some() {
+                    // Retried like an honest buyer, until a final answer.
+                    let (body, header) = &signed[0];
+                    let mut answers = Vec::new();
+                    for _ in 0..6 {
+                        let Ok(a) = adversary::send_paid(&http, &url, body, header).await else {
+                            continue;
+                        };
+                        let last = a.status != 409 && a.status < 500;
+                        answers.push(a);
+                        if last {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    answers
+                } else {
+                    let sends = signed.iter().map(|(body, header)| {
+                        let (http, url) = (http.clone(), url.clone());
+                        async move { adversary::send_paid(&http, &url, body, header).await }
+                    });
+                    futures::future::join_all(sends)
+                        .await
+                        .into_iter()
+                        .filter_map(Result::ok)
+                        .collect()
+                };
+                Cheat {
+                    k,
+                    payer,
+                    burn,
+                    answers,
+                }
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// The seller never delivers without a verified transfer to it: every
+/// image a cheat got came with a transaction holding a transfer of the
+/// price from the cheat to the configured seller; a burner never gets one
+/// and never pays; one balance buys at most one generation.
+async fn check_adversaries(
+    stack: &testkit::Stack,
+    cheats: &Cheats,
+    list: &[Cheat],
+    blocks: std::ops::RangeInclusive<u64>,
+    discrepancies: &mut Vec<String>,
+) -> String {
+    let generations = cheats.generations.lock().unwrap().clone();
+    let (mut delivered, mut refused) = (0, 0);
+    for c in list {
+        let logs = stack
+            .transfer_logs(c.payer.address(), stack.seller_wallet, blocks.clone())
+            .await
+            .unwrap();
+        let paid: HashMap<String, U256> = logs
+            .iter()
+            .map(|l| {
+                let t = testkit::ITestUsdc::Transfer::decode_log_data(l.data()).unwrap();
+                (format!("{:#x}", l.transaction_hash.unwrap()), t.value)
+            })
+            .collect();
+        for a in &c.answers {
+            if !a.delivered {
+                refused += 1;
+                continue;
+            }
+            delivered += 1;
+            if c.burn.is_some() {
+                discrepancies.push(format!(
+                    "adversary {} ({:?}): delivered after burning its nonce (HTTP {}, tx {:?})",
+                    c.k, c.burn, a.status, a.transaction
+                ));
+            }
+            match a.transaction.as_ref().and_then(|tx| paid.get(tx)) {
+                Some(v) if *v == U256::from(PRICE) => {}
+                other => discrepancies.push(format!(
+                    "adversary {}: delivered with {:?}, which is no transfer of {PRICE} to the \
+                     seller ({other:?})",
+                    c.k, a.transaction
+                )),
+            }
+        }
+        if c.burn.is_some() && !paid.is_empty() {
+            discrepancies.push(format!(
+                "adversary {}: the seller was paid by a buyer that burned its nonce",
+                c.k
+            ));
+        }
+        if c.burn.is_none() {
+            let n = generations.get(&c.k).copied().unwrap_or(0);
+            let got = c.answers.iter().filter(|a| a.delivered).count();
+            if n > 1 || got > 1 {
+                discrepancies.push(format!(
+                    "adversary {}: one balance bought {n} generations and {got} deliveries",
+                    c.k
+                ));
+            }
+        }
+    }
+    let burned = cheats.burned.lock().unwrap().clone();
+    for (k, r) in &burned {
+        if let Err(e) = r {
+            discrepancies.push(format!("adversary {k}: its burn failed: {e}"));
+        }
+    }
+    format!(
+        "{} cheats, {} nonces burned mid-request, {delivered} deliveries (each paid), \
+         {refused} refusals",
+        list.len(),
+        burned.len()
+    )
 }
