@@ -184,7 +184,10 @@ fn plan(messages: &[Message]) -> Plan {
     let text = last.text();
     let t = text.to_lowercase();
     let has = |words: &[&str]| words.iter().any(|w| t.contains(w));
-    if has(&["what can you", "help me with", "what do you do"]) {
+    if has(&["i decline paying"]) {
+        // The user's Decline, sent by their app as data (see `turn`).
+        Plan::Say("Declined: nothing was paid for that image. Ask again whenever you like.".into())
+    } else if has(&["what can you", "help me with", "what do you do"]) {
         Plan::Say(CAPABILITIES.into())
     } else if has(&["analy", "describe", "what is in", "what's in"]) {
         Plan::Call(ANALYZE_IMAGE, json!({}))
@@ -415,6 +418,20 @@ mod tests {
         assert_eq!(
             first_call(&r),
             (GENERATE_IMAGE.into(), json!({"request_id": "img-1"}))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_declined_quote_is_acknowledged_and_nothing_is_called() {
+        let r = reply(vec![Message::user_text(
+            "[From my app, not typed: I decline paying for request img-1. Do not buy it.]",
+        )])
+        .await;
+        assert!(r.message.tool_uses().next().is_none());
+        assert!(
+            r.message.text().contains("nothing was paid"),
+            "{}",
+            r.message.text()
         );
     }
 
