@@ -10,7 +10,8 @@ pub mod agent_tools;
 pub mod chat;
 pub mod config;
 pub mod declined;
-pub mod document;
+/// serde_json <-> Smithy `Document`: [`tools::document`].
+pub use tools::document;
 pub mod events;
 pub mod ledger;
 pub mod model;

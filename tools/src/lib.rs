@@ -5,6 +5,7 @@
 #![deny(clippy::float_arithmetic)]
 
 pub mod client;
+pub mod document;
 pub mod policy;
 pub mod quote;
 pub mod signer;

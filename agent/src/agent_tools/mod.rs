@@ -165,6 +165,17 @@ impl TurnContext {
         let _ = self.events.send(e);
     }
 
+    /// Tells the client about a payment just recorded (and keeps it for the
+    /// output).
+    async fn show_payment(&self, receipt: PaymentReceipt) {
+        self.produced
+            .lock()
+            .expect("lock")
+            .payments
+            .push(receipt.clone());
+        self.emit(AgentEvent::Payment { receipt }).await;
+    }
+
     /// Tells the client about a quote (and keeps it for the output).
     async fn show_quote(&self, quote: QuoteInfo) {
         self.produced
@@ -658,12 +669,7 @@ impl ToolBox {
                                 .on_declined(ctx, &mut ledger, &request_id, &payment, &reason)
                                 .await?;
                             paid_now = true;
-                            ctx.produced
-                                .lock()
-                                .expect("lock")
-                                .payments
-                                .push(receipt.clone());
-                            ctx.emit(AgentEvent::Payment { receipt }).await;
+                            ctx.show_payment(receipt).await;
                             continue;
                         }
                         Err(e @ SellerError::Indeterminate(_)) => {
@@ -688,12 +694,7 @@ impl ToolBox {
                         )
                         .await?;
                         paid_now = true;
-                        ctx.produced
-                            .lock()
-                            .expect("lock")
-                            .payments
-                            .push(receipt.clone());
-                        ctx.emit(AgentEvent::Payment { receipt }).await;
+                        ctx.show_payment(receipt).await;
                     }
                     let png = base64::engine::general_purpose::STANDARD
                         .decode(purchase.image.image_base64.as_bytes())

@@ -17,13 +17,12 @@
 
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launch as launchBrowser } from "./browser.mjs";
 import { WebSocketServer } from "ws";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -309,25 +308,7 @@ function pageHost({ config, connectSrc }) {
 
 // ------------------------------------------------------------ the browser
 
-async function launch() {
-  const profile = mkdtempSync(join(tmpdir(), "web-chat-aws-profile-"));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    viewport: { width: 1100, height: 1000 },
-  });
-  return { context, profile };
-}
+const launch = () => launchBrowser("web-chat-aws");
 
 /** Every console line, page error and request URL the browser produced. */
 function watch(page) {

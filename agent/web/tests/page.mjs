@@ -10,10 +10,9 @@
 // Exit status 0 = every assertion on the page held.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launch as launchBrowser } from "./browser.mjs";
 
 const AGENT_URL = process.env.AGENT_URL;
 const SCENARIO = process.env.SCENARIO;
@@ -23,25 +22,7 @@ const WAIT = 90_000;
 
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
-async function launch() {
-  const profile = mkdtempSync(join(tmpdir(), "web-chat-profile-"));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    viewport: { width: 1100, height: 1000 },
-  });
-  return { context, profile };
-}
+const launch = () => launchBrowser("web-chat");
 
 async function shot(page, name) {
   mkdirSync(ARTIFACTS, { recursive: true });

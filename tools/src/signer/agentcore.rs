@@ -58,7 +58,6 @@ use aws_sdk_bedrockagentcore::{
         PaymentInput, PaymentOutput, PaymentType, SessionLimits,
     },
 };
-use aws_smithy_types::{Document, Number};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use x402::{
@@ -67,6 +66,7 @@ use x402::{
 };
 
 use crate::{
+    document::{doc_to_json, json_to_doc},
     client::{PreparedPayment, Quote},
     policy::{self, Limits, PaymentPolicy, PolicyRefusal},
 };
@@ -586,44 +586,6 @@ pub fn check_payload(
         nonce: auth.nonce.to_string(),
         valid_before,
     })
-}
-
-/// JSON -> Smithy `Document` (the SDK has no serde bridge).
-pub fn json_to_doc(v: &Value) -> Document {
-    match v {
-        Value::Null => Document::Null,
-        Value::Bool(b) => Document::Bool(*b),
-        Value::Number(n) => Document::Number(if let Some(u) = n.as_u64() {
-            Number::PosInt(u)
-        } else if let Some(i) = n.as_i64() {
-            Number::NegInt(i)
-        } else {
-            Number::Float(n.as_f64().unwrap_or_default())
-        }),
-        Value::String(s) => Document::String(s.clone()),
-        Value::Array(a) => Document::Array(a.iter().map(json_to_doc).collect()),
-        Value::Object(o) => {
-            Document::Object(o.iter().map(|(k, v)| (k.clone(), json_to_doc(v))).collect())
-        }
-    }
-}
-
-/// Smithy `Document` -> JSON.
-pub fn doc_to_json(d: &Document) -> Value {
-    match d {
-        Document::Null => Value::Null,
-        Document::Bool(b) => Value::Bool(*b),
-        Document::Number(Number::PosInt(u)) => Value::from(*u),
-        Document::Number(Number::NegInt(i)) => Value::from(*i),
-        Document::Number(Number::Float(f)) => {
-            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
-        }
-        Document::String(s) => Value::String(s.clone()),
-        Document::Array(a) => Value::Array(a.iter().map(doc_to_json).collect()),
-        Document::Object(o) => {
-            Value::Object(o.iter().map(|(k, v)| (k.clone(), doc_to_json(v))).collect())
-        }
-    }
 }
 
 fn now_secs() -> u64 {

@@ -1,6 +1,7 @@
 //! serde_json <-> Smithy `Document`, the AWS SDK's type for free-form JSON
 //! (Bedrock tool inputs, results and schemas; AgentCore Memory `blob`
-//! payloads). Written by hand: the SDK has no serde bridge for `Document`.
+//! payloads, AgentCore Payments requirements and payloads). Written by
+//! hand: the SDK has no serde bridge for `Document`.
 
 use aws_smithy_types::{Document, Number};
 use serde_json::Value;
