@@ -66,8 +66,8 @@ use x402::{
 };
 
 use crate::{
-    document::{doc_to_json, json_to_doc},
     client::{PreparedPayment, Quote},
+    document::{doc_to_json, json_to_doc},
     policy::{self, Limits, PaymentPolicy, PolicyRefusal},
 };
 
