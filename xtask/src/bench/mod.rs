@@ -100,6 +100,9 @@ pub async fn run(paths: &Paths, opts: &BenchOptions) -> Result<()> {
     );
     if !opts.no_build {
         stack::build_apps(paths, release, false).await?;
+        if release {
+            build_responder(paths).await?;
+        }
     }
     let mut stack = RunningStack::up(
         paths,
@@ -562,4 +565,37 @@ fn machine() -> String {
             format!(", {:.0} GiB RAM", kib as f64 / 1024.0 / 1024.0)
         });
     format!("{cores} cores ({cpu}){mem}, {}", std::env::consts::ARCH)
+}
+
+/// `cargo build --release -p xtask`: the canned responder that measures the
+/// load client's ceiling must be far faster than the servers it stands in
+/// for; a debug build of it was slower than our release gateway.
+async fn build_responder(paths: &Paths) -> Result<()> {
+    let mut cmd = tokio::process::Command::new(crate::paths::cargo());
+    for k in crate::paths::cargo_run_env() {
+        cmd.env_remove(k);
+    }
+    let status = cmd
+        .current_dir(&paths.root)
+        .args(["build", "--release", "-p", "xtask"])
+        .kill_on_drop(true)
+        .status()
+        .await
+        .context("running cargo build for the responder")?;
+    ensure!(
+        status.success(),
+        "building the release xtask failed ({status})"
+    );
+    Ok(())
+}
+
+/// The program that runs `bench-responder`: the release xtask when it was
+/// built, else this one (a debug responder may be slower than the server).
+pub fn responder_exe(paths: &Paths) -> Result<std::path::PathBuf> {
+    let release = paths.target_dir().join("release/xtask");
+    if release.exists() {
+        Ok(release)
+    } else {
+        Ok(std::env::current_exe()?)
+    }
 }

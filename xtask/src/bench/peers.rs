@@ -140,7 +140,7 @@ impl Responder {
         let spec = ServiceSpec {
             name: name.into(),
             marker: "bench-responder".into(),
-            program: std::env::current_exe()?,
+            program: super::responder_exe(ctx.paths)?,
             args: vec![
                 "bench-responder".into(),
                 "--spec".into(),
