@@ -46,14 +46,17 @@ fn is_condition_failure(e: &impl ProvideErrorMetadata) -> bool {
     e.code() == Some("ConditionalCheckFailedException")
 }
 
-#[async_trait]
-impl PaymentStore for DynamoPaymentStore {
-    async fn get(&self, key: &PaymentKey) -> Result<Option<PaymentRecord>, StoreError> {
+impl DynamoPaymentStore {
+    /// The JSON `record` attribute of item `pk` (consistent read), if any.
+    async fn get_record<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: String,
+    ) -> Result<Option<T>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(key.id()))
+            .key("pk", AttributeValue::S(pk.clone()))
             .consistent_read(true)
             .send()
             .await
@@ -64,32 +67,31 @@ impl PaymentStore for DynamoPaymentStore {
         let json = item
             .get("record")
             .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| StoreError(format!("item {} has no record", key.id())))?;
+            .ok_or_else(|| StoreError(format!("item {pk} has no record")))?;
         serde_json::from_str(json)
             .map(Some)
-            .map_err(|e| StoreError(format!("item {}: {e}", key.id())))
+            .map_err(|e| StoreError(format!("item {pk}: {e}")))
     }
 
-    async fn put_if(
+    /// Writes item `pk` (`record`, `version`, `expiresAt`) if its version is
+    /// still `expected` (`None`: if there is no item yet). `false` when the
+    /// condition failed: another writer got there first.
+    async fn put_record_if(
         &self,
-        key: &PaymentKey,
+        pk: String,
+        record: String,
+        version: u64,
+        expires_at: u64,
         expected: Option<u64>,
-        record: &PaymentRecord,
     ) -> Result<bool, StoreError> {
         let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(key.id()))
-            .item(
-                "record",
-                AttributeValue::S(serde_json::to_string(record).expect("records serialise")),
-            )
-            .item("version", AttributeValue::N(record.version.to_string()))
-            .item(
-                "expiresAt",
-                AttributeValue::N(record.expires_at.to_string()),
-            );
+            .item("pk", AttributeValue::S(pk))
+            .item("record", AttributeValue::S(record))
+            .item("version", AttributeValue::N(version.to_string()))
+            .item("expiresAt", AttributeValue::N(expires_at.to_string()));
         put = match expected {
             None => put.condition_expression("attribute_not_exists(pk)"),
             Some(v) => put
@@ -107,6 +109,29 @@ impl PaymentStore for DynamoPaymentStore {
                 }
             }
         }
+    }
+}
+
+#[async_trait]
+impl PaymentStore for DynamoPaymentStore {
+    async fn get(&self, key: &PaymentKey) -> Result<Option<PaymentRecord>, StoreError> {
+        self.get_record(key.id()).await
+    }
+
+    async fn put_if(
+        &self,
+        key: &PaymentKey,
+        expected: Option<u64>,
+        record: &PaymentRecord,
+    ) -> Result<bool, StoreError> {
+        self.put_record_if(
+            key.id(),
+            serde_json::to_string(record).expect("records serialise"),
+            record.version,
+            record.expires_at,
+            expected,
+        )
+        .await
     }
 
     async fn delete_if(&self, key: &PaymentKey, expected: u64) -> Result<bool, StoreError> {
@@ -140,24 +165,10 @@ fn reservations_key(payer: Address) -> String {
 #[async_trait]
 impl ReservationStore for DynamoPaymentStore {
     async fn reservations(&self, payer: Address) -> Result<Reservations, StoreError> {
-        let pk = reservations_key(payer);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk.clone()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| err(&e.into_service_error()))?;
-        let Some(item) = out.item() else {
-            return Ok(Reservations::default());
-        };
-        let json = item
-            .get("record")
-            .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| StoreError(format!("item {pk} has no record")))?;
-        serde_json::from_str(json).map_err(|e| StoreError(format!("item {pk}: {e}")))
+        Ok(self
+            .get_record(reservations_key(payer))
+            .await?
+            .unwrap_or_default())
     }
 
     async fn put_reservations_if(
@@ -166,36 +177,14 @@ impl ReservationStore for DynamoPaymentStore {
         expected: u64,
         next: &Reservations,
     ) -> Result<bool, StoreError> {
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", AttributeValue::S(reservations_key(payer)))
-            .item(
-                "record",
-                AttributeValue::S(serde_json::to_string(next).expect("reservations serialise")),
-            )
-            .item("version", AttributeValue::N(next.version.to_string()))
-            .item(
-                "expiresAt",
-                AttributeValue::N(next.last_until().saturating_add(24 * 3600).to_string()),
-            );
-        put = if expected == 0 {
-            put.condition_expression("attribute_not_exists(pk)")
-        } else {
-            put.condition_expression("version = :v")
-                .expression_attribute_values(":v", AttributeValue::N(expected.to_string()))
-        };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let e = e.into_service_error();
-                if is_condition_failure(&e) {
-                    Ok(false)
-                } else {
-                    Err(err(&e))
-                }
-            }
-        }
+        self.put_record_if(
+            reservations_key(payer),
+            serde_json::to_string(next).expect("reservations serialise"),
+            next.version,
+            next.last_until().saturating_add(24 * 3600),
+            // Version 0 is "no record yet".
+            (expected != 0).then_some(expected),
+        )
+        .await
     }
 }
