@@ -26,6 +26,7 @@ use crate::{
     error::ApiError,
     flow::{Product, sell},
     generate::Generator,
+    payer_lock::PayerLocks,
     payment::Seller,
     pricing::{self, ImagePrices},
     store::{PaymentStore, ReservationStore, ResultStore},
@@ -58,6 +59,8 @@ pub struct AppState {
     /// Blocks on top of a reverted settlement before it counts as final
     /// (only then may its payment be released).
     pub confirmations: u64,
+    /// Serializes each payer's reservation changes within this instance.
+    pub payer_locks: PayerLocks,
 }
 
 pub fn app(state: Arc<AppState>) -> Router {

@@ -33,6 +33,9 @@ pub enum ApiError {
     },
     /// Another request holds this payment: retry with the same header.
     InProgress { retry_after_secs: u64 },
+    /// The payer's reservations kept changing under this request (other
+    /// instances reserving for the same payer): not charged, retry shortly.
+    PayerBusy,
     /// Generation failed: not charged.
     Generation(GenerationError),
     /// The facilitator could not be reached for `/verify`: not charged.
@@ -93,7 +96,7 @@ impl ApiError {
             ApiError::Generation(_)
             | ApiError::FacilitatorUnavailable
             | ApiError::SettlementUnknown => StatusCode::BAD_GATEWAY,
-            ApiError::ChainUnavailable | ApiError::Storage { .. } => {
+            ApiError::ChainUnavailable | ApiError::Storage { .. } | ApiError::PayerBusy => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::ContentMissing | ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -140,6 +143,17 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_str(&retry_after_secs.clamp(1, 5).to_string())
                         .expect("digits"),
                 );
+                r
+            }
+            ApiError::PayerBusy => {
+                let mut r = body(
+                    status,
+                    "payer_busy",
+                    "too many payments from this payer are being reserved at this moment; you \
+                     were not charged, retry with the same payment header",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
             ApiError::Generation(e) => {

@@ -541,6 +541,9 @@ async fn produce(
 /// flight ([`reservation::reserve`]), by compare-and-set on the payer's
 /// record. The balance is read after the record, so a settlement that lands
 /// and releases its entry in between changes the version and forces a reread.
+/// Within this instance the payer's turn is taken first
+/// ([`crate::payer_lock`]); the compare-and-set settles races with other
+/// instances, backing off a little between attempts.
 async fn reserve(
     s: &AppState,
     payment: &CheckedPayment,
@@ -552,7 +555,11 @@ async fn reserve(
         amount: payment.amount.to_u256(),
         until: payment.valid_before,
     };
-    for _ in 0..CAS_ATTEMPTS {
+    let _turn = s.payer_locks.lock(payment.payer).await;
+    for attempt in 0..CAS_ATTEMPTS {
+        if attempt > 0 {
+            cas_backoff().await;
+        }
         let current = s
             .reservations
             .reservations(payment.payer)
@@ -584,14 +591,24 @@ async fn reserve(
             }
         }
     }
-    out.refused("contention");
-    Err(in_progress(s))
+    out.refused("payer_busy");
+    Err(ApiError::PayerBusy)
+}
+
+/// A few random milliseconds, so instances racing on one record do not
+/// retry in step.
+async fn cas_backoff() {
+    tokio::time::sleep(Duration::from_millis(rand::random_range(1..=20))).await;
 }
 
 /// Removes this payment's reservation. A failure only delays the headroom
 /// until the entry lapses at `validBefore`: logged, not fatal.
 async fn unreserve(s: &AppState, payment: &CheckedPayment) {
-    for _ in 0..CAS_ATTEMPTS {
+    let _turn = s.payer_locks.lock(payment.payer).await;
+    for attempt in 0..CAS_ATTEMPTS {
+        if attempt > 0 {
+            cas_backoff().await;
+        }
         let Ok(current) = s.reservations.reservations(payment.payer).await else {
             break;
         };

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod flow;
 pub mod generate;
+pub mod payer_lock;
 pub mod payment;
 pub mod pricing;
 pub mod reservation;

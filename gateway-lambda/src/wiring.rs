@@ -120,6 +120,7 @@ pub async fn state(cfg: &Config) -> Result<AppState, WiringError> {
         generation_timeout: cfg.generation_timeout,
         retention: cfg.retention,
         confirmations: cfg.confirmations,
+        payer_locks: Default::default(),
     })
 }
 
@@ -152,5 +153,6 @@ pub fn local_state(
         generation_timeout: std::time::Duration::from_secs(60),
         retention: crate::app::DEFAULT_RETENTION,
         confirmations: 0,
+        payer_locks: Default::default(),
     })
 }

@@ -1,5 +1,10 @@
 //! Paying both routes, in both protocol versions, and the idempotent retry.
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
 use base64::Engine as _;
 use serde_json::json;
 use x402::{Usdc, wire};
@@ -190,6 +195,65 @@ async fn concurrent_requests_with_one_payment_settle_once() {
             .await
             .unwrap(),
         1
+    );
+}
+
+/// One buyer running many requests at once (an agent serving many sessions
+/// from one wallet): each payment is its own, so none may be turned away as
+/// "in progress". The generator holds every request until all of them have
+/// reserved and verified, so all 32 reservations are on the payer's record at
+/// once, and each had to be added beside the others.
+#[tokio::test]
+async fn thirty_two_payments_from_one_payer_at_once_all_settle() {
+    const N: usize = 32;
+    const PRICE: u64 = 40_000;
+    let stack = stack();
+    let pay_to = crate::chain::fresh_payee();
+    let generator = crate::chain::Counted::held();
+    let gw = Gateway::start(
+        &stack,
+        Options {
+            generator: Some(generator.clone()),
+            pay_to: Some(pay_to),
+            ..Options::default()
+        },
+    )
+    .await;
+    let buyer = stack.fresh_wallet(N as u64 * PRICE).await.unwrap();
+    let url = format!("{}/generate_image", gw.url);
+    let body = json!({"prompt": "one wallet, many sessions"});
+    let q = quote(&url, &body).await;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..N)
+        .map(|_| {
+            let header = pay_v2(&stack, &buyer, &q);
+            let (url, body, answered) = (url.clone(), body.clone(), answered.clone());
+            tokio::spawn(async move {
+                let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
+                answered.fetch_add(1, Ordering::SeqCst);
+                r
+            })
+        })
+        .collect();
+    crate::chain::until("every request answered or generating", || {
+        answered.load(Ordering::SeqCst) + generator.calls() >= N
+    })
+    .await;
+    let generating = generator.calls();
+    generator.release();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(generating, N, "all reserved at once");
+    assert_eq!(
+        stack.usdc_balance(pay_to).await.unwrap(),
+        Usdc::from_atomic(N as u64 * PRICE),
+        "each payment settled once"
+    );
+    assert_eq!(
+        stack.usdc_balance(buyer.address()).await.unwrap(),
+        Usdc::ZERO
     );
 }
 
