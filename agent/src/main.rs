@@ -103,6 +103,11 @@ async fn serve() -> anyhow::Result<()> {
         tracing::warn!("GATEWAY_URL is unset: the agent will chat but cannot buy images");
     }
     let health = state.health().clone();
+    // Stream events go out as they are written (no Nagle wait behind an
+    // unacknowledged one).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, server::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -43,6 +43,10 @@ async fn run() -> anyhow::Result<()> {
         facilitator = %cfg.facilitator_url,
         "gateway listening"
     );
+    // Small answers go out at once (no Nagle wait behind an unacknowledged one).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
             // Ctrl-C or SIGTERM: stop accepting; paid flows in flight finish.
