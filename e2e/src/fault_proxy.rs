@@ -51,8 +51,42 @@ impl Fault {
     }
 }
 
-/// Decides the fault for a request from its method and path.
-pub type Decider = Arc<dyn Fn(&http::Method, &str) -> Fault + Send + Sync>;
+/// One request as the proxy received it (body read in full).
+pub struct Seen<'a> {
+    pub method: &'a http::Method,
+    pub path: &'a str,
+    pub headers: &'a http::HeaderMap,
+    pub body: &'a Bytes,
+}
+
+impl Seen<'_> {
+    /// The AWS SDK's `amz-sdk-request: attempt=N; max=M` header says this is
+    /// its last attempt: a failure here is returned to the caller, not
+    /// retried away.
+    pub fn is_last_sdk_attempt(&self) -> bool {
+        let Some(v) = self
+            .headers
+            .get("amz-sdk-request")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let field = |name: &str| {
+            v.split(';')
+                .filter_map(|p| p.trim().split_once('='))
+                .find(|(k, _)| *k == name)
+                .and_then(|(_, n)| n.parse::<u32>().ok())
+        };
+        matches!((field("attempt"), field("max")), (Some(a), Some(m)) if a >= m)
+    }
+}
+
+/// Decides the fault for a request.
+pub type Decider = Arc<dyn Fn(&Seen<'_>) -> Fault + Send + Sync>;
+
+/// Sees each answer the upstream gave (status, headers, body), including
+/// answers that a `DropResponse` then keeps from the client.
+pub type Observer = Arc<dyn Fn(&Seen<'_>, u16, &http::HeaderMap, &Bytes) + Send + Sync>;
 
 /// A running proxy. Dropping it stops accepting connections.
 pub struct FaultProxy {
@@ -76,6 +110,15 @@ impl FaultProxy {
     /// Starts a proxy on 127.0.0.1 (a free port) forwarding to `upstream`
     /// (e.g. `http://127.0.0.1:14021`).
     pub async fn start(upstream: &str, decide: Decider) -> std::io::Result<FaultProxy> {
+        FaultProxy::start_observed(upstream, decide, Arc::new(|_, _, _, _| {})).await
+    }
+
+    /// [`FaultProxy::start`], with `observe` called on every upstream answer.
+    pub async fn start_observed(
+        upstream: &str,
+        decide: Decider,
+        observe: Observer,
+    ) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let upstream: Arc<str> = upstream.trim_end_matches('/').into();
@@ -90,25 +133,39 @@ impl FaultProxy {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (upstream, decide, counts, client) =
-                    (upstream.clone(), decide.clone(), c2.clone(), client.clone());
+                let (upstream, decide, observe, counts, client) = (
+                    upstream.clone(),
+                    decide.clone(),
+                    observe.clone(),
+                    c2.clone(),
+                    client.clone(),
+                );
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let (upstream, decide, counts, client) = (
+                        let (upstream, decide, observe, counts, client) = (
                             upstream.clone(),
                             decide.clone(),
+                            observe.clone(),
                             counts.clone(),
                             client.clone(),
                         );
                         async move {
-                            let path = req.uri().path().to_owned();
-                            let fault = decide(req.method(), &path);
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map_err(|_| Cut)?.to_bytes();
+                            let path = parts.uri.path().to_owned();
+                            let seen = Seen {
+                                method: &parts.method,
+                                path: &path,
+                                headers: &parts.headers,
+                                body: &body,
+                            };
+                            let fault = decide(&seen);
                             *counts
                                 .lock()
                                 .expect("counts lock")
-                                .entry(format!("{} {path} {}", req.method(), fault.label()))
+                                .entry(format!("{} {path} {}", parts.method, fault.label()))
                                 .or_default() += 1;
-                            handle(req, fault, &upstream, &client).await
+                            handle(&parts, &body, fault, &upstream, &client, &observe).await
                         }
                     });
                     // An Err from the service makes hyper close the connection
@@ -139,10 +196,12 @@ impl Drop for FaultProxy {
 }
 
 async fn handle(
-    req: Request<Incoming>,
+    parts: &http::request::Parts,
+    body: &Bytes,
     fault: Fault,
     upstream: &str,
     client: &reqwest::Client,
+    observe: &Observer,
 ) -> Result<Response<Full<Bytes>>, Cut> {
     match fault {
         Fault::Status(code) => {
@@ -161,8 +220,6 @@ async fn handle(
         Fault::Delay(d) => tokio::time::sleep(d).await,
         Fault::Pass | Fault::DropResponse => {}
     }
-    let (parts, body) = req.into_parts();
-    let body = body.collect().await.map_err(|_| Cut)?.to_bytes();
     let path_q = parts
         .uri
         .path_and_query()
@@ -173,10 +230,17 @@ async fn handle(
             up = up.header(k, v);
         }
     }
-    let resp = up.body(body).send().await.map_err(|_| Cut)?;
+    let resp = up.body(body.clone()).send().await.map_err(|_| Cut)?;
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.map_err(|_| Cut)?;
+    let seen = Seen {
+        method: &parts.method,
+        path: parts.uri.path(),
+        headers: &parts.headers,
+        body,
+    };
+    observe(&seen, status.as_u16(), &headers, &bytes);
     if fault == Fault::DropResponse {
         return Err(Cut);
     }
@@ -221,7 +285,7 @@ mod tests {
     #[tokio::test]
     async fn each_fault_does_what_it_says() {
         let (up, hits) = upstream().await;
-        let decide: Decider = Arc::new(|_, path| match path {
+        let decide: Decider = Arc::new(|s| match s.path {
             "/status" => Fault::Status(503),
             "/hang" => Fault::Hang,
             "/drop" => Fault::DropResponse,
@@ -252,5 +316,27 @@ mod tests {
         let counts = p.counts();
         assert_eq!(counts["GET /drop drop_response"], 1);
         assert_eq!(counts["GET /ok pass"], 1);
+    }
+
+    #[test]
+    fn the_sdk_last_attempt_is_read_from_its_header() {
+        let last = |v: Option<&str>| {
+            let mut headers = http::HeaderMap::new();
+            if let Some(v) = v {
+                headers.insert("amz-sdk-request", v.parse().unwrap());
+            }
+            let body = Bytes::new();
+            Seen {
+                method: &http::Method::PUT,
+                path: "/",
+                headers: &headers,
+                body: &body,
+            }
+            .is_last_sdk_attempt()
+        };
+        assert!(last(Some("attempt=1; max=1")));
+        assert!(last(Some("ttl=20260101T000000Z; attempt=3; max=3")));
+        assert!(!last(Some("attempt=1; max=3")));
+        assert!(!last(None));
     }
 }

@@ -2,5 +2,6 @@
 //! the benchmarks share.
 
 pub mod adversary;
+pub mod chaos_plan;
 pub mod fault_proxy;
 pub mod harness;

@@ -2,25 +2,33 @@
 //! while faults are injected everywhere money or content passes, then a
 //! reconciliation against the chain.
 //!
-//! Faults (seeded and printed; `CHAOS_SEED` sets the seed, but tasks draw
-//! from it in scheduling order, so a run is not replayed exactly):
+//! Faults, planned by [`e2e::chaos_plan`] as a pure function of (seed,
+//! request, arrival, point), so `CHAOS_SEED` replays the same plan (the
+//! printed digest names it):
 //! - facilitator `/verify` and `/settle`: errors, hangs (timeouts), and
 //!   "settled on chain but the answer was lost";
 //! - generation failures (the gateway's model);
 //! - S3 and AgentCore Memory failures (the agent's AWS endpoint), with the
 //!   AWS SDK's retries off (`AWS_MAX_ATTEMPTS=1`) so they reach the agent;
 //! - dropped gateway responses (agent -> gateway);
-//! - the agent process killed (SIGKILL) and restarted mid-flight.
+//! - the agent process killed (SIGKILL) and restarted mid-flight, after
+//!   pauses the plan sets.
+//!
+//! Each proxy ties a call to its request: the prompt (agent -> gateway),
+//! the session id (agent -> AWS), the payment's nonce, learned from the
+//! paid request, (gateway -> facilitator). What stays unplanned is timing:
+//! where a kill lands, which worker takes which request.
 //!
 //! The client retries each request (same session, same prompt) until the
 //! image arrives or it gives up (12 turns that reached the agent; a refused
 //! connection while the agent restarts is not a turn). Then, for every
-//! request: paid if and only if delivered, the delivered image's URL loads a
-//! PNG, never paid twice, and the sum of receipts equals the buyer's
-//! on-chain balance change. At the default size, every fault kind that is
-//! expected often is asserted to have fired, the agent to have been killed
-//! and generation to have failed. `CHAOS_REQUESTS` (default 200) sets the
-//! number of requests.
+//! request: paid if and only if delivered, the delivered image's URL loads
+//! the very PNG the gateway sent with that request's settlement, never paid
+//! twice, and the sum of receipts equals the buyer's on-chain balance
+//! change. Every fault the plan put on an arrival that every delivered
+//! request makes must have fired, the agent must have been killed, and no
+//! call at a fault point may go untied to its request. `CHAOS_REQUESTS`
+//! (default 200) sets the number of requests.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -37,37 +45,220 @@ use alloy::{
     sol_types::SolEvent as _,
 };
 use async_trait::async_trait;
+use base64::Engine as _;
 use e2e::{
     adversary::{self, Burn},
-    fault_proxy::{Decider, Fault, FaultProxy},
+    chaos_plan::{Kind, Plan, What, request_index},
+    fault_proxy::{Fault, FaultProxy, Seen},
     harness::*,
 };
 use gateway_lambda::generate::{
     GeneratedImage, GenerationError, Generator, ImageJob, LocalGenerator,
 };
-use rand::{Rng, SeedableRng, rngs::StdRng};
-use x402::Usdc;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use x402::{Usdc, wire};
 
 const PRICE: u64 = 40_000;
 const WORKERS: usize = 8;
 const MAX_ATTEMPTS: u32 = 12;
+const SESSION_MARK: &str = "chaos-session-";
+const PROMPT_MARK: &str = "subject number ";
+/// Adversaries' prompts carry [`ADV_MARK`]; their plan index is `ADV_BASE + k`.
+const ADV_BASE: u64 = 1_000_000;
 
 fn env_u64(key: &str) -> Option<u64> {
     std::env::var(key).ok().and_then(|v| v.parse().ok())
 }
 
-type SharedRng = Arc<Mutex<StdRng>>;
-
-fn roll(rng: &SharedRng) -> u32 {
-    rng.lock().unwrap().random_range(0..1000)
+/// What the gateway sent with a settlement: for which request, and the
+/// image's SHA-256.
+struct Sent {
+    request: u64,
+    sha: [u8; 32],
 }
 
-/// The gateway's model, failing now and then; for a cheating buyer's
-/// prompt it first burns that buyer's nonce on chain (verified, not yet
-/// settled: the moment a cheat would pick), and counts its generations.
+/// The run's fault bookkeeping, shared by the proxies and the model.
+struct Chaos {
+    plan: Plan,
+    /// How many times each request has reached each point so far.
+    arrivals: Mutex<HashMap<(u64, What), u32>>,
+    fired: Mutex<BTreeMap<Kind, u64>>,
+    /// S3/Memory faults that hit the SDK's last attempt (reached the agent).
+    reached: Mutex<BTreeMap<Kind, u64>>,
+    /// Payment nonce -> request, learned from the paid requests.
+    nonces: Mutex<HashMap<String, u64>>,
+    /// Calls at a fault point that could not be tied to a request.
+    unattributed: Mutex<Vec<String>>,
+    /// Transaction -> what the gateway sent with it.
+    sent: Mutex<HashMap<String, Sent>>,
+    /// Content the gateway sent without a settlement.
+    unsettled_content: Mutex<Vec<String>>,
+}
+
+impl Chaos {
+    fn new(plan: Plan) -> Chaos {
+        Chaos {
+            plan,
+            arrivals: Mutex::default(),
+            fired: Mutex::default(),
+            reached: Mutex::default(),
+            nonces: Mutex::default(),
+            unattributed: Mutex::default(),
+            sent: Mutex::default(),
+            unsettled_content: Mutex::default(),
+        }
+    }
+
+    /// The planned fault for this request's next arrival at `what`.
+    fn next(&self, request: u64, what: What) -> Option<Kind> {
+        let arrival = {
+            let mut a = self.arrivals.lock().unwrap();
+            let n = a.entry((request, what)).or_default();
+            *n += 1;
+            *n - 1
+        };
+        let kind = self.plan.fault(request, arrival, what)?;
+        *self.fired.lock().unwrap().entry(kind).or_default() += 1;
+        Some(kind)
+    }
+
+    fn unattributed(&self, what: What, s: &Seen<'_>) -> Fault {
+        self.unattributed
+            .lock()
+            .unwrap()
+            .push(format!("{what:?}: {} {}", s.method, s.path));
+        Fault::Pass
+    }
+
+    /// gateway -> facilitator.
+    fn facilitator(&self, s: &Seen<'_>) -> Fault {
+        let what = match s.path {
+            "/verify" => What::Verify,
+            "/settle" => What::Settle,
+            _ => return Fault::Pass,
+        };
+        let nonce = serde_json::from_slice::<Value>(s.body).ok().and_then(|v| {
+            v.pointer("/paymentPayload/payload/authorization/nonce")
+                .and_then(Value::as_str)
+                .map(str::to_lowercase)
+        });
+        let request = nonce.and_then(|n| self.nonces.lock().unwrap().get(&n).copied());
+        let Some(request) = request else {
+            return self.unattributed(what, s);
+        };
+        match self.next(request, what) {
+            Some(Kind::VerifyError) => Fault::Status(500),
+            Some(Kind::SettleError) => Fault::Status(502),
+            Some(Kind::SettleLost) => Fault::DropResponse,
+            Some(Kind::VerifyHang | Kind::SettleHang) => Fault::Hang,
+            _ => Fault::Pass,
+        }
+    }
+
+    /// agent -> gateway: learns the payment's nonce, may drop the answer.
+    fn gateway(&self, s: &Seen<'_>) -> Fault {
+        if *s.method != http::Method::POST {
+            return Fault::Pass;
+        }
+        let Some(request) = prompt_index(s.body) else {
+            return self.unattributed(What::Gateway, s);
+        };
+        if let Some(nonce) = payment_nonce(s.headers) {
+            self.nonces.lock().unwrap().insert(nonce, request);
+        }
+        match self.next(request, What::Gateway) {
+            Some(Kind::GatewayDropped) => Fault::DropResponse,
+            _ => Fault::Pass,
+        }
+    }
+
+    /// What the gateway answered (before any drop): each image it sent,
+    /// with the settlement it was sent with.
+    fn gateway_answer(&self, s: &Seen<'_>, status: u16, headers: &http::HeaderMap, body: &[u8]) {
+        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        let Some(b64) = v["imageBase64"].as_str() else {
+            return;
+        };
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap_or_default();
+        let request = prompt_index(s.body);
+        let settled = headers
+            .get(wire::PAYMENT_RESPONSE)
+            .or_else(|| headers.get(wire::X_PAYMENT_RESPONSE))
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| wire::decode_header::<wire::SettleResponse>(h).ok())
+            .filter(|r| r.success && !r.transaction.is_empty());
+        match (settled, request) {
+            (Some(r), Some(request)) if status == 200 => {
+                self.sent.lock().unwrap().insert(
+                    r.transaction.to_lowercase(),
+                    Sent {
+                        request,
+                        sha: Sha256::digest(&png).into(),
+                    },
+                );
+            }
+            _ => self.unsettled_content.lock().unwrap().push(format!(
+                "HTTP {status} with an image for request {request:?}"
+            )),
+        }
+    }
+
+    /// agent -> S3 and AgentCore Memory.
+    fn aws(&self, s: &Seen<'_>) -> Fault {
+        let what = match *s.method {
+            http::Method::PUT => What::S3Put,
+            http::Method::POST if s.path.contains("/memories/") && s.path.ends_with("/events") => {
+                What::MemoryWrite
+            }
+            http::Method::POST if s.path.contains("/memories/") => What::MemoryRead,
+            _ => return Fault::Pass,
+        };
+        let request = request_index(s.path, SESSION_MARK)
+            .or_else(|| request_index(&String::from_utf8_lossy(s.body), SESSION_MARK));
+        let Some(request) = request else {
+            return self.unattributed(what, s);
+        };
+        match self.next(request, what) {
+            Some(kind) => {
+                if s.is_last_sdk_attempt() {
+                    *self.reached.lock().unwrap().entry(kind).or_default() += 1;
+                }
+                Fault::Status(500)
+            }
+            None => Fault::Pass,
+        }
+    }
+}
+
+/// The request index in a gateway request's JSON `prompt`.
+fn prompt_index(body: &[u8]) -> Option<u64> {
+    let v = serde_json::from_slice::<Value>(body).ok()?;
+    request_index(v["prompt"].as_str()?, PROMPT_MARK)
+}
+
+/// The EIP-3009 nonce in a `PAYMENT-SIGNATURE` / `X-PAYMENT` header.
+fn payment_nonce(headers: &http::HeaderMap) -> Option<String> {
+    let h = headers
+        .get(wire::PAYMENT_SIGNATURE)
+        .or_else(|| headers.get(wire::X_PAYMENT))?
+        .to_str()
+        .ok()?;
+    let v: Value = wire::decode_header(h).ok()?;
+    v.pointer("/payload/authorization/nonce")?
+        .as_str()
+        .map(str::to_lowercase)
+}
+
+/// The gateway's model, failing where the plan says; for a cheating
+/// buyer's prompt it first burns that buyer's nonce on chain (verified, not
+/// yet settled: the moment a cheat would pick), and counts its generations.
 struct FlakyModel {
-    rng: SharedRng,
-    failures: AtomicU32,
+    chaos: Arc<Chaos>,
     cheats: Arc<Cheats>,
 }
 
@@ -94,7 +285,8 @@ fn adversary_index(prompt: &str) -> Option<u64> {
 #[async_trait]
 impl Generator for FlakyModel {
     async fn image(&self, job: &ImageJob) -> Result<GeneratedImage, GenerationError> {
-        if let Some(k) = adversary_index(&job.prompt) {
+        let adversary = adversary_index(&job.prompt);
+        if let Some(k) = adversary {
             let burn = self.cheats.burns.lock().unwrap().remove(&k);
             if let (Some((key, nonce, how)), Some(stack)) = (burn, &self.cheats.stack) {
                 let r = adversary::burn(stack, &key, nonce, how)
@@ -102,25 +294,38 @@ impl Generator for FlakyModel {
                     .map_err(|e| format!("{e:#}"));
                 self.cheats.burned.lock().unwrap().push((k, r));
             }
-            let image = LocalGenerator.image(job).await;
-            if image.is_ok() {
-                *self
-                    .cheats
-                    .generations
-                    .lock()
-                    .unwrap()
-                    .entry(k)
-                    .or_default() += 1;
+        }
+        let index = adversary
+            .map(|k| ADV_BASE + k)
+            .or_else(|| request_index(&job.prompt, PROMPT_MARK));
+        match index {
+            Some(i) => {
+                if self.chaos.next(i, What::Model) == Some(Kind::ModelFailure) {
+                    return Err(GenerationError::Unavailable(
+                        "injected model failure".into(),
+                    ));
+                }
             }
-            return image;
+            None => self
+                .chaos
+                .unattributed
+                .lock()
+                .unwrap()
+                .push(format!("Model: {}", job.prompt)),
         }
-        if roll(&self.rng) < 50 {
-            self.failures.fetch_add(1, Ordering::SeqCst);
-            return Err(GenerationError::Unavailable(
-                "injected model failure".into(),
-            ));
+        let image = LocalGenerator.image(job).await;
+        if let Some(k) = adversary
+            && image.is_ok()
+        {
+            *self
+                .cheats
+                .generations
+                .lock()
+                .unwrap()
+                .entry(k)
+                .or_default() += 1;
         }
-        LocalGenerator.image(job).await
+        image
     }
     async fn text(&self, p: &str) -> Result<String, GenerationError> {
         LocalGenerator.text(p).await
@@ -133,50 +338,51 @@ impl Generator for FlakyModel {
     }
 }
 
-fn decider(
-    rng: SharedRng,
-    rule: impl Fn(&http::Method, &str, u32) -> Fault + Send + Sync + 'static,
-) -> Decider {
-    Arc::new(move |m, p| rule(m, p, roll(&rng)))
-}
-
 #[derive(Default, Debug)]
 struct Outcome {
     delivered: bool,
     attempts: u32,
     receipts: BTreeSet<String>,
-    /// What fetching the delivered image's URL gave: `None` when it was a
-    /// PNG, else what went wrong.
-    image_problem: Option<String>,
+    /// The SHA-256 of the PNG behind the delivered image's URL, or what
+    /// went wrong fetching it.
+    image: Option<Result<[u8; 32], String>>,
 }
 
 /// Fetches the first image URL of a delivered answer: "delivered" means a
 /// person can load the picture, not that the agent said so.
-async fn fetch_png(http: &reqwest::Client, out: &serde_json::Value) -> Option<String> {
+async fn fetch_png(http: &reqwest::Client, out: &Value) -> Result<[u8; 32], String> {
     let Some(url) = out["output"]["images"]
         .as_object()
         .and_then(|m| m.values().next())
         .and_then(|v| v.as_str())
     else {
-        return Some(format!("no image URL in {}", out["output"]["images"]));
+        return Err(format!("no image URL in {}", out["output"]["images"]));
     };
-    match http.get(url).send().await {
-        Ok(r) if r.status().is_success() => match r.bytes().await {
-            Ok(b) if b.starts_with(b"\x89PNG\r\n\x1a\n") => None,
-            Ok(b) => Some(format!("{url}: {} bytes, not a PNG", b.len())),
-            Err(e) => Some(format!("{url}: {e}")),
-        },
-        Ok(r) => Some(format!("{url}: {}", r.status())),
-        Err(e) => Some(format!("{url}: {e}")),
+    let r = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if !r.status().is_success() {
+        return Err(format!("{url}: {}", r.status()));
     }
+    let b = r.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+    if !b.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Err(format!("{url}: {} bytes, not a PNG", b.len()));
+    }
+    Ok(Sha256::digest(&b).into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn money_is_right_under_chaos() {
     let requests = usize::try_from(env_u64("CHAOS_REQUESTS").unwrap_or(200)).unwrap();
     let seed = env_u64("CHAOS_SEED").unwrap_or_else(rand::random);
-    println!("chaos: {requests} requests, seed {seed} (CHAOS_SEED={seed} reuses it)");
-    let rng: SharedRng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
+    let plan = Plan::new(seed, u64::try_from(requests).unwrap());
+    println!(
+        "chaos: {requests} requests, seed {seed}, plan digest {} (CHAOS_SEED={seed} replays it)",
+        plan.digest(MAX_ATTEMPTS)
+    );
+    let chaos = Arc::new(Chaos::new(plan));
 
     let stack = stack();
     let aws = aws(&stack).await;
@@ -186,26 +392,18 @@ async fn money_is_right_under_chaos() {
     let before = stack.usdc_balance(buyer.address()).await.unwrap();
 
     // Facilitator faults, between the gateway and the official facilitator.
-    let facilitator = FaultProxy::start(
-        &stack.facilitator_url,
-        decider(rng.clone(), |_, path, r| match path {
-            "/verify" if r < 60 => Fault::Status(500),
-            "/verify" if r < 70 => Fault::Hang,
-            "/settle" if r < 50 => Fault::Status(502),
-            "/settle" if r < 100 => Fault::DropResponse,
-            "/settle" if r < 110 => Fault::Hang,
-            _ => Fault::Pass,
-        }),
-    )
-    .await
-    .unwrap();
+    let facilitator = {
+        let c = chaos.clone();
+        FaultProxy::start(&stack.facilitator_url, Arc::new(move |s| c.facilitator(s)))
+            .await
+            .unwrap()
+    };
     let cheats = Arc::new(Cheats {
         stack: Some(stack.clone()),
         ..Cheats::default()
     });
     let model = Arc::new(FlakyModel {
-        rng: rng.clone(),
-        failures: AtomicU32::new(0),
+        chaos: chaos.clone(),
         cheats: cheats.clone(),
     });
     let gateway = start_gateway(
@@ -218,29 +416,25 @@ async fn money_is_right_under_chaos() {
         },
     )
     .await;
-    // Dropped gateway responses, between the agent and the gateway.
-    let to_gateway = FaultProxy::start(
-        &gateway,
-        decider(rng.clone(), |m, _, r| {
-            if *m == http::Method::POST && r < 50 {
-                Fault::DropResponse
-            } else {
-                Fault::Pass
-            }
-        }),
-    )
-    .await
-    .unwrap();
+    // Dropped gateway responses, between the agent and the gateway; the
+    // images the gateway sends, with their settlements, are recorded.
+    let to_gateway = {
+        let (c, o) = (chaos.clone(), chaos.clone());
+        FaultProxy::start_observed(
+            &gateway,
+            Arc::new(move |s| c.gateway(s)),
+            Arc::new(move |s, status, headers, body| o.gateway_answer(s, status, headers, body)),
+        )
+        .await
+        .unwrap()
+    };
     // S3 and Memory failures, between the agent and moto.
-    let to_aws = FaultProxy::start(
-        &stack.aws_endpoint_url,
-        decider(rng.clone(), |m, _, r| match *m {
-            http::Method::PUT | http::Method::POST if r < 30 => Fault::Status(500),
-            _ => Fault::Pass,
-        }),
-    )
-    .await
-    .unwrap();
+    let to_aws = {
+        let c = chaos.clone();
+        FaultProxy::start(&stack.aws_endpoint_url, Arc::new(move |s| c.aws(s)))
+            .await
+            .unwrap()
+    };
 
     let setup = AgentSetup {
         port: free_port(),
@@ -263,19 +457,19 @@ async fn money_is_right_under_chaos() {
     let done = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(AtomicU32::new(0));
     let killer = {
-        let (agent, done, kills, rng, stack, setup) = (
+        let (agent, done, kills, stack, setup) = (
             agent.clone(),
             done.clone(),
             kills.clone(),
-            rng.clone(),
             stack.clone(),
             setup.clone(),
         );
         tokio::spawn(async move {
+            let mut kill = 0;
             while !done.load(Ordering::SeqCst) {
-                // A random point in time, not a synchronisation.
-                let pause = 500 + u64::from(roll(&rng)) * 3;
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                // A planned pause, not a synchronisation.
+                tokio::time::sleep(plan.kill_pause(kill)).await;
+                kill += 1;
                 if done.load(Ordering::SeqCst) {
                     break;
                 }
@@ -323,7 +517,7 @@ async fn money_is_right_under_chaos() {
                                     .as_object()
                                     .is_some_and(|m| !m.is_empty());
                                 if o.delivered {
-                                    o.image_problem = fetch_png(&http, &out).await;
+                                    o.image = Some(fetch_png(&http, &out).await);
                                 }
                             }
                             Err(InvokeError::Unreachable(_)) => {
@@ -353,6 +547,7 @@ async fn money_is_right_under_chaos() {
     let adversaries = tokio::spawn(run_adversaries(
         stack.clone(),
         cheats.clone(),
+        chaos.clone(),
         format!("{gateway}/generate_image"),
         u64::try_from(requests).unwrap(),
     ));
@@ -417,11 +612,31 @@ async fn money_is_right_under_chaos() {
                 discrepancies.push(format!("request {i}: receipt {tx} not in its ledger"));
             }
         }
+        // The picture behind the URL is the one the gateway sent with this
+        // request's settlement.
+        match (&o.image, paid.iter().next()) {
+            (Some(Err(problem)), _) => {
+                discrepancies.push(format!("request {i}: delivered image: {problem}"));
+            }
+            (Some(Ok(sha)), Some(tx)) => {
+                let sent = chaos.sent.lock().unwrap();
+                match sent.get(&tx.to_lowercase()) {
+                    Some(s) if s.request == *i as u64 && s.sha == *sha => {}
+                    Some(s) => discrepancies.push(format!(
+                        "request {i}: the image behind its URL is not the one sent with its \
+                         settlement {tx} (sent for request {}, same bytes: {})",
+                        s.request,
+                        s.sha == *sha
+                    )),
+                    None => discrepancies.push(format!(
+                        "request {i}: no image was sent with its settlement {tx}"
+                    )),
+                }
+            }
+            _ => {}
+        }
         for tx in paid {
             *ledger_txs.entry(tx).or_default() += 1;
-        }
-        if let Some(problem) = &o.image_problem {
-            discrepancies.push(format!("request {i}: delivered image: {problem}"));
         }
         delivered += usize::from(o.delivered);
     }
@@ -461,32 +676,59 @@ async fn money_is_right_under_chaos() {
     )
     .await;
 
-    println!("chaos: faults injected:");
-    let mut fired: BTreeMap<(&str, String), u64> = BTreeMap::new();
-    for (name, proxy) in [
-        ("facilitator", &facilitator),
-        ("gateway", &to_gateway),
-        ("aws", &to_aws),
-    ] {
-        for (k, n) in proxy.counts() {
-            if !k.ends_with(" pass") {
-                *fired.entry((name, fault_kind(&k))).or_default() += n;
+    // The faults this run claims to survive did happen: every fault the
+    // plan put on an arrival that each delivered request makes (its first
+    // /verify, /settle, generation, S3 put and Memory read, its quote and
+    // paid request, its first two Memory writes) fired. A proxy whose route
+    // match broke fires none of its kinds and fails here by name.
+    let fired = chaos.fired.lock().unwrap().clone();
+    let reached = chaos.reached.lock().unwrap().clone();
+    let mut planned: BTreeMap<Kind, u64> = BTreeMap::new();
+    for (i, o) in &outcomes {
+        if !o.delivered {
+            continue;
+        }
+        for what in What::ALL {
+            for arrival in 0..what.guaranteed_arrivals() {
+                if let Some(kind) = plan.fault(*i as u64, arrival, what) {
+                    *planned.entry(kind).or_default() += 1;
+                }
             }
         }
     }
-    for ((name, k), n) in &fired {
-        println!("  {name:<12} {k:<40} {n}");
+    println!("chaos: faults (fired / planned on arrivals every delivered request makes):");
+    let mut missing = Vec::new();
+    for kind in Kind::ALL {
+        let (f, p) = (
+            fired.get(&kind).copied().unwrap_or(0),
+            planned.get(&kind).copied().unwrap_or(0),
+        );
+        let reach = if kind.must_reach_agent() {
+            format!(
+                ", {} reached the agent",
+                reached.get(&kind).copied().unwrap_or(0)
+            )
+        } else {
+            String::new()
+        };
+        let name = kind.to_string();
+        println!("  {name:<45} {f:>4} / {p}{reach}");
+        if f < p {
+            missing.push(format!("{kind}: fired {f} times, planned at least {p}"));
+        }
+        if p == 0 && delivered * 10 >= requests * 9 {
+            missing.push(format!(
+                "{kind}: planned on no delivered request (its forced request {} was not delivered)",
+                plan.forced(kind)
+            ));
+        }
+        if kind.must_reach_agent() && f > 0 && reached.get(&kind).copied().unwrap_or(0) == 0 {
+            missing.push(format!("{kind}: fired but never on the SDK's last attempt"));
+        }
     }
     println!(
-        "  {:<12} {:<40} {}",
-        "model",
-        "generation failures",
-        model.failures.load(Ordering::SeqCst)
-    );
-    println!(
-        "  {:<12} {:<40} {}",
-        "agent",
-        "SIGKILL + restart",
+        "  {:<45} {}",
+        "agent SIGKILL + restart",
         kills.load(Ordering::SeqCst)
     );
     let mut attempts: BTreeMap<u32, usize> = BTreeMap::new();
@@ -501,38 +743,30 @@ async fn money_is_right_under_chaos() {
     );
     println!("chaos: adversaries: {cheat_summary}");
     println!("chaos: {} discrepancies", discrepancies.len());
-    // The faults this run claims to survive did happen. At the default size
-    // each kind below is expected 8 to 40 times (a zero is a broken proxy
-    // path or endpoint variable, not bad luck); hangs are rarer and only
-    // reported.
-    if requests >= 200 {
-        for (name, kind) in [
-            ("facilitator", "POST /verify status"),
-            ("facilitator", "POST /settle status"),
-            ("facilitator", "POST /settle drop_response"),
-            ("gateway", "POST /generate_image drop_response"),
-            ("aws", "Memory CreateEvent status"),
-            ("aws", "Memory ListEvents status"),
-            ("aws", "S3 PutObject status"),
-        ] {
-            assert!(
-                fired.get(&(name, kind.to_owned())).copied().unwrap_or(0) > 0,
-                "seed {seed}: no {name} {kind} fault fired: {fired:?}"
-            );
-        }
-        assert!(
-            model.failures.load(Ordering::SeqCst) > 0,
-            "no generation failed"
-        );
-        assert!(
-            cheats.burned.lock().unwrap().iter().any(|(_, r)| r.is_ok()),
-            "no adversary burned its nonce between verify and settle"
-        );
-        assert!(
-            kills.load(Ordering::SeqCst) > 0,
-            "the agent was never killed"
-        );
-    }
+    let unattributed = chaos.unattributed.lock().unwrap().clone();
+    assert!(
+        unattributed.is_empty(),
+        "seed {seed}: calls at a fault point not tied to a request (the plan cannot key \
+         them): {unattributed:?}"
+    );
+    let unsettled = chaos.unsettled_content.lock().unwrap().clone();
+    assert!(
+        unsettled.is_empty(),
+        "seed {seed}: the gateway sent content without a settlement: {unsettled:?}"
+    );
+    assert!(
+        missing.is_empty(),
+        "seed {seed}: faults that never fired:\n{}",
+        missing.join("\n")
+    );
+    assert!(
+        cheats.burned.lock().unwrap().iter().any(|(_, r)| r.is_ok()),
+        "seed {seed}: no adversary burned its nonce between verify and settle"
+    );
+    assert!(
+        kills.load(Ordering::SeqCst) > 0,
+        "seed {seed}: the agent was never killed"
+    );
     assert!(
         discrepancies.is_empty(),
         "seed {seed}:\n{}",
@@ -543,26 +777,6 @@ async fn money_is_right_under_chaos() {
         delivered * 10 >= requests * 9,
         "seed {seed}: only {delivered}/{requests} delivered: the retries should get through"
     );
-}
-
-/// `"METHOD /path fault"` with AWS paths named by their operation.
-fn fault_kind(key: &str) -> String {
-    let mut parts = key.splitn(3, ' ');
-    let (method, path, fault) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    let op = if path.contains("/memories/") && path.ends_with("/events") {
-        "Memory CreateEvent"
-    } else if path.contains("/memories/") {
-        "Memory ListEvents"
-    } else if method == "PUT" {
-        "S3 PutObject"
-    } else {
-        return key.to_owned();
-    };
-    format!("{op} {fault}")
 }
 
 fn session_id(i: usize) -> String {
@@ -586,6 +800,7 @@ const COPIES: usize = 5;
 async fn run_adversaries(
     stack: testkit::Stack,
     cheats: Arc<Cheats>,
+    chaos: Arc<Chaos>,
     url: String,
     requests: u64,
 ) -> Vec<Cheat> {
@@ -597,8 +812,13 @@ async fn run_adversaries(
         .unwrap();
     let tasks: Vec<_> = (0..burners + spenders)
         .map(|k| {
-            let (stack, cheats, url, http) =
-                (stack.clone(), cheats.clone(), url.clone(), http.clone());
+            let (stack, cheats, chaos, url, http) = (
+                stack.clone(),
+                cheats.clone(),
+                chaos.clone(),
+                url.clone(),
+                http.clone(),
+            );
             tokio::spawn(async move {
                 let copies = if k < burners { 1 } else { COPIES };
                 let payer = stack.fresh_wallet(PRICE).await.unwrap();
@@ -614,6 +834,12 @@ async fn run_adversaries(
                     });
                     let q = adversary::quote(&http, &url, &body).await.unwrap();
                     let (header, nonce) = adversary::pay(&stack, &payer, &q).unwrap();
+                    // Its facilitator calls get the plan's faults too.
+                    chaos
+                        .nonces
+                        .lock()
+                        .unwrap()
+                        .insert(format!("{nonce:#x}"), ADV_BASE + k);
                     if let Some(how) = burn {
                         cheats
                             .burns
