@@ -136,8 +136,10 @@ async fn killed_mid_payment_then_restarted_pays_once(hold: Hold) {
     assert_eq!(m.transfers_to(m.stack.seller_wallet).await, 1);
     assert_eq!(m.seller.settlements(), 1);
     assert!(
-        m.seller.paid_requests() >= 2,
-        "the restart re-sent the same payment"
+        m.seller.paid_requests() >= 2 && m.seller.distinct_nonces() == 1,
+        "the restart re-sent the same payment: {} paid requests, {} distinct nonces",
+        m.seller.paid_requests(),
+        m.seller.distinct_nonces()
     );
 }
 

@@ -60,6 +60,8 @@ pub struct Hooks {
     released: AtomicBool,
     pub settlements: AtomicU32,
     pub paid_requests: AtomicU32,
+    /// The EIP-3009 nonces the paid requests carried, as the seller read them.
+    nonces: Mutex<std::collections::BTreeSet<String>>,
     /// The lie told to the next `lies` paid requests.
     lie: Mutex<Option<(Lie, u32)>>,
 }
@@ -199,6 +201,18 @@ impl TestSeller {
                         return next.run(req).await;
                     }
                     counter.paid_requests.fetch_add(1, Ordering::SeqCst);
+                    let nonce = h
+                        .get("payment-signature")
+                        .or_else(|| h.get("x-payment"))
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| x402::wire::decode_header::<serde_json::Value>(v).ok())
+                        .and_then(|v| {
+                            v.pointer("/payload/authorization/nonce")
+                                .and_then(|n| n.as_str())
+                                .map(str::to_lowercase)
+                        })
+                        .unwrap_or_default();
+                    counter.nonces.lock().unwrap().insert(nonce);
                     let refuse = || {
                         (
                             axum::http::StatusCode::PAYMENT_REQUIRED,
@@ -247,6 +261,11 @@ impl TestSeller {
 
     pub fn settlements(&self) -> u32 {
         self.hooks.settlements.load(Ordering::SeqCst)
+    }
+
+    /// Distinct payments (nonces) among the paid requests.
+    pub fn distinct_nonces(&self) -> usize {
+        self.hooks.nonces.lock().unwrap().len()
     }
 
     pub fn paid_requests(&self) -> u32 {
