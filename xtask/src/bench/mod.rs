@@ -24,6 +24,7 @@
 //! `timing_proxy.rs`, `stats.rs`, `report.rs` (the tables, pure).
 
 mod agent;
+mod cores;
 mod paid;
 mod peers;
 mod report;

@@ -76,6 +76,37 @@ fn ceiling_note(ceiling: f64, server: f64) -> String {
     }
 }
 
+/// A server core at least this busy had no time left: the figure is the
+/// server's capacity on that core whatever the client could do.
+pub const SATURATED: f64 = 0.95;
+
+/// [`ceiling_note`] for a `wrk` figure, which also knows how busy the
+/// server's core was.
+fn http_ceiling_note(ceiling: f64, server: f64, server_busy: Option<f64>) -> String {
+    let x = fratio(ceiling, server);
+    match server_busy {
+        Some(b) if x < CEILING_FACTOR && b >= SATURATED => format!(
+            "**{x:.1}x: under {CEILING_FACTOR:.0}x, but the server's core was {:.0}% busy: \
+             this is its one-core capacity, as far as one client core can show**",
+            b * 100.0
+        ),
+        _ => ceiling_note(ceiling, server),
+    }
+}
+
+fn busy(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |b| format!("{:.0}%", b * 100.0))
+}
+
+fn median_f64(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let mut v: Vec<f64> = v.collect::<Option<_>>()?;
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
+}
+
 fn median_duration(v: impl Iterator<Item = Duration>) -> Duration {
     let mut v: Vec<Duration> = v.collect();
     percentile(&mut v, 50)
@@ -242,7 +273,13 @@ impl Report {
              client's own ceiling: the same client and request against a canned responder on the \
              server's core that replays the server's recorded answer, alternated run by run with \
              the server; it must be at least {CEILING_FACTOR:.0}x the server figure for that figure \
-             to describe the server, and the table says so when it is not.\n\n\
+             to describe the server, and the table says so when it is not. HTTP rows also show \
+             how busy the server's and the client's cores were (`/proc/stat`, medians of the \
+             runs): a server core busy {:.0}% or more had no time left, so its figure is its \
+             one-core capacity even where the client's ceiling is under {CEILING_FACTOR:.0}x (on \
+             loopback, a client core does about as much kernel work per request as the server \
+             core, so no one-core client can drive twice a one-core server as cheap as the \
+             responder).\n\n\
              **Run conditions.** Load average (1, 5, 15 min) {} before, {} after; {}. The \
              machine was shared with other work during the run, so absolute figures are noisy; the \
              ratios to a same-run baseline (the server's own `/health`, the client's ceiling, a \
@@ -262,6 +299,7 @@ impl Report {
             m.runs,
             m.http_secs,
             m.node,
+            SATURATED * 100.0,
             m.load_before,
             m.load_after,
             m.nice.map_or_else(
@@ -292,9 +330,9 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "| server | request | requests/s | p50 | p99 | x own /health | client ceiling (req/s) | ceiling / server | anomalies |"
+            "| server | request | requests/s | p50 | p99 | x own /health | cores busy (server / client) | client ceiling (req/s) | ceiling / server | anomalies |"
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
         for row in &self.http {
             let health = self
                 .http
@@ -312,16 +350,20 @@ impl Report {
                 format!("{wrong} not {}, {errors} socket errors", row.status)
             };
             let (rate, ceiling) = (row.rate(), row.ceiling_rate());
+            let server_busy = median_f64(row.runs.iter().map(|r| r.server_busy));
+            let client_busy = median_f64(row.runs.iter().map(|r| r.client_busy));
             let _ = writeln!(
                 s,
-                "| {} | {request} | {} | {} | {} | {:.2} | {} | {} | {anomalies} |",
+                "| {} | {request} | {} | {} | {} | {:.2} | {} / {} | {} | {} | {anomalies} |",
                 row.server,
                 rate.rate(),
                 ms(median_duration(row.runs.iter().map(|r| r.p50))),
                 ms(median_duration(row.runs.iter().map(|r| r.p99))),
                 fratio(rate.median, health),
+                busy(server_busy),
+                busy(client_busy),
                 ceiling.rate(),
-                ceiling_note(ceiling.median, rate.median),
+                http_ceiling_note(ceiling.median, rate.median, server_busy),
             );
         }
         let pair = |server_a: &str, server_b: &str, e: Endpoint| {
@@ -618,6 +660,8 @@ mod tests {
             p99: Duration::from_millis(3),
             non_2xx,
             socket_errors: 0,
+            server_busy: Some(0.5),
+            client_busy: Some(0.25),
         }
     }
 
@@ -671,11 +715,13 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("| 1.00 | 100,000 | **1.6x: under 2x, the server figure is a floor** |"),
+            out.contains(
+                "| 1.00 | 50% / 25% | 100,000 | **1.6x: under 2x, the server figure is a floor** |"
+            ),
             "{out}"
         );
         assert!(
-            out.contains("| 0.45 | 100,000 | 3.4x | none (all 402) |"),
+            out.contains("| 0.45 | 50% / 25% | 100,000 | 3.4x | none (all 402) |"),
             "{out}"
         );
         assert!(
@@ -683,6 +729,20 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("Not measured: the gateway's request log has no `proof_ms`"));
+    }
+
+    #[test]
+    fn under_2x_with_the_server_core_saturated_says_so() {
+        assert_eq!(
+            http_ceiling_note(130.0, 100.0, Some(0.97)),
+            "**1.3x: under 2x, but the server's core was 97% busy: this is its one-core \
+             capacity, as far as one client core can show**"
+        );
+        assert_eq!(
+            http_ceiling_note(130.0, 100.0, Some(0.80)),
+            "**1.3x: under 2x, the server figure is a floor**"
+        );
+        assert_eq!(http_ceiling_note(300.0, 100.0, Some(0.99)), "3.0x");
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct WrkRun {
     /// Responses outside 2xx/3xx (the 402 path expects all of them).
     pub non_2xx: u64,
     pub socket_errors: u64,
+    /// Busy share of the server's core and of the client's core over the
+    /// run ([`super::cores`]); `None` where they cannot be read.
+    pub server_busy: Option<f64>,
+    pub client_busy: Option<f64>,
 }
 
 /// One request shape to load.
@@ -97,7 +101,9 @@ pub async fn run(target: &Target, secs: u64, cpus: &str, dir: &Path) -> Result<W
         cmd.arg("-s").arg(script);
     }
     cmd.arg(&target.url);
+    let before = super::cores::Snapshot::take();
     let out = cmd.output().await.context("running wrk")?;
+    let after = super::cores::Snapshot::take();
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(
         out.status.success(),
@@ -106,7 +112,13 @@ pub async fn run(target: &Target, secs: u64, cpus: &str, dir: &Path) -> Result<W
         text,
         String::from_utf8_lossy(&out.stderr)
     );
-    parse(&text)
+    let mut run = parse(&text)?;
+    if let (Some(a), Some(b)) = (before, after) {
+        let core = |list: &str| list.parse::<usize>().ok();
+        run.server_busy = core(super::peers::SERVER_CPUS).and_then(|c| a.busy_until(&b, c));
+        run.client_busy = core(cpus).and_then(|c| a.busy_until(&b, c));
+    }
+    Ok(run)
 }
 
 /// A wrk script that POSTs `body` as JSON.
@@ -151,6 +163,8 @@ pub fn parse(text: &str) -> Result<WrkRun> {
             p99,
             non_2xx,
             socket_errors,
+            server_busy: None,
+            client_busy: None,
         }),
         _ => bail!("unexpected wrk output (run with --latency?):\n{text}"),
     }
