@@ -18,6 +18,7 @@ use gateway_lambda::{
     wiring::local_state,
 };
 use serde_json::{Value, json};
+pub use testkit::free_port;
 use x402::facilitator::{Facilitator, HttpFacilitator};
 
 pub fn stack() -> testkit::Stack {
@@ -28,14 +29,6 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("e2e-{name}-{:x}", rand::random::<u64>()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The gateway in-process on a loopback port.
@@ -227,33 +220,6 @@ pub async fn invoke(
     } else {
         Err(InvokeError::Failed(format!("{status}: {body}")))
     }
-}
-
-/// S3 and AgentCore Memory clients on moto (direct, no fault proxy).
-pub async fn aws(stack: &testkit::Stack) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(stack.aws_region.clone()))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            stack.aws_access_key_id.clone(),
-            stack.aws_secret_access_key.clone(),
-            None,
-            None,
-            "stack",
-        ))
-        .endpoint_url(&stack.aws_endpoint_url)
-        .load()
-        .await
-}
-
-pub async fn create_bucket(conf: &aws_config::SdkConfig) -> String {
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(conf)
-            .force_path_style(true)
-            .build(),
-    );
-    let bucket = format!("e2e-images-{:x}", rand::random::<u64>());
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    bucket
 }
 
 /// The session's records as the agent stored them in Memory.

@@ -385,7 +385,7 @@ async fn money_is_right_under_chaos() {
     let chaos = Arc::new(Chaos::new(plan));
 
     let stack = stack();
-    let aws = aws(&stack).await;
+    let aws = stack.aws_config().await;
     let funds = u64::try_from(requests).unwrap() * PRICE + 1_000_000;
     let buyer = stack.fresh_wallet(funds).await.unwrap();
     let start_block = stack.block_number().await.unwrap();
@@ -442,7 +442,7 @@ async fn money_is_right_under_chaos() {
         buyer: buyer.clone(),
         aws_endpoint: to_aws.url(),
         memory_id: format!("chaos-{seed:x}-{:x}", rand::random::<u32>()),
-        bucket: create_bucket(&aws).await,
+        bucket: stack.create_bucket("e2e-images").await.unwrap(),
         dir: temp_dir("chaos"),
         // One attempt per AWS call: an injected S3 or Memory failure reaches
         // the agent's own code instead of being absorbed by the SDK's retry.

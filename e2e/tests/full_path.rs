@@ -9,7 +9,7 @@ use x402::Usdc;
 #[tokio::test]
 async fn the_sample_conversation_buys_one_image_end_to_end() {
     let stack = stack();
-    let aws = aws(&stack).await;
+    let aws = stack.aws_config().await;
     let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
     let gateway = start_gateway(&stack, GatewayOptions::default()).await;
     let setup = AgentSetup {
@@ -18,7 +18,7 @@ async fn the_sample_conversation_buys_one_image_end_to_end() {
         buyer: buyer.clone(),
         aws_endpoint: stack.aws_endpoint_url.clone(),
         memory_id: format!("e2e-memory-{:x}", rand::random::<u32>()),
-        bucket: create_bucket(&aws).await,
+        bucket: stack.create_bucket("e2e-images").await.unwrap(),
         dir: temp_dir("full-path"),
         env: Vec::new(),
     };

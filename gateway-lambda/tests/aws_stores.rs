@@ -7,9 +7,6 @@
 use std::sync::Arc;
 
 use alloy::primitives::{Address, B256, U256};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use gateway_lambda::{
     aws::{dynamo::DynamoPaymentStore, s3::S3ResultStore},
     reservation::{self, Reserved},
@@ -17,47 +14,17 @@ use gateway_lambda::{
 };
 use x402::wire::SettleResponse;
 
+fn stack() -> testkit::Stack {
+    testkit::Stack::load().expect("this test needs the local stack (moto)")
+}
+
 async fn aws() -> aws_config::SdkConfig {
-    let stack = testkit::Stack::load().expect("this test needs the local stack (moto)");
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(stack.aws_region.clone()))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            stack.aws_access_key_id.clone(),
-            stack.aws_secret_access_key.clone(),
-            None,
-            None,
-            "stack",
-        ))
-        .endpoint_url(&stack.aws_endpoint_url)
-        .load()
-        .await
+    stack().aws_config().await
 }
 
 /// The payments table as `cdk/lib/gateway-stack.ts` defines it: key `pk` (S).
-async fn table(conf: &aws_config::SdkConfig) -> String {
-    let name = format!("payments-{:x}", rand::random::<u64>());
-    aws_sdk_dynamodb::Client::new(conf)
-        .create_table()
-        .table_name(&name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    name
+async fn table() -> String {
+    stack().create_pk_table("payments").await.unwrap()
 }
 
 fn key() -> PaymentKey {
@@ -79,7 +46,7 @@ fn rec(version: u64, state: PaymentState) -> PaymentRecord {
 #[tokio::test]
 async fn dynamodb_transitions_are_conditional_writes() {
     let conf = aws().await;
-    let name = table(&conf).await;
+    let name = table().await;
     let store = DynamoPaymentStore::new(aws_sdk_dynamodb::Client::new(&conf), name.clone());
     let k = key();
     assert_eq!(store.get(&k).await.unwrap(), None);
@@ -132,7 +99,7 @@ async fn concurrent_claims_of_one_payment_have_one_winner_in_dynamodb() {
     let conf = aws().await;
     let store = Arc::new(DynamoPaymentStore::new(
         aws_sdk_dynamodb::Client::new(&conf),
-        table(&conf).await,
+        table().await,
     ));
     let k = key();
     let tasks: Vec<_> = (0..16)
@@ -161,8 +128,7 @@ async fn s3_keeps_results_by_key() {
             .force_path_style(true)
             .build(),
     );
-    let bucket = format!("results-{:x}", rand::random::<u64>());
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let bucket = stack().create_bucket("results").await.unwrap();
     let store = S3ResultStore::new(s3, bucket);
     assert_eq!(store.get("missing.json").await.unwrap(), None);
     store.put("k.json", b"{\"a\":1}").await.unwrap();
@@ -198,7 +164,7 @@ async fn reserve_once(store: &DynamoPaymentStore, payer: Address, n: u8, balance
 #[tokio::test]
 async fn reservations_in_dynamodb_let_one_balance_cover_one_payment() {
     let conf = aws().await;
-    let name = table(&conf).await;
+    let name = table().await;
     let store = Arc::new(DynamoPaymentStore::new(
         aws_sdk_dynamodb::Client::new(&conf),
         name.clone(),

@@ -41,6 +41,7 @@ use x402::{Network, Usdc, eip3009::IUsdc, facilitator::HttpFacilitator};
 pub use alloy;
 
 pub mod agentcore_payments;
+mod aws;
 
 sol! {
     /// The parts of our dev token (`contracts/USDC.sol`) that the x402
@@ -101,6 +102,15 @@ pub struct Stack {
     pub vars: BTreeMap<String, String>,
     env_file: PathBuf,
     provider: DynProvider,
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it),
+/// for a child process that must be told its port before it binds.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding 127.0.0.1:0")
+        .port()
 }
 
 /// `<workspace>/.local/stack.env`.

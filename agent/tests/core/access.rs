@@ -24,9 +24,6 @@ use agent::{
 };
 use alloy::primitives::Address;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
@@ -45,43 +42,8 @@ use crate::{
 
 /// A new agent-state table on moto, with the schema `access/dynamodb.rs` documents.
 async fn dynamo_store(stack: &testkit::Stack) -> DynamoAccessStore {
-    let conf = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new(
-            stack.aws_region.clone(),
-        ))
-        .endpoint_url(&stack.aws_endpoint_url)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            &stack.aws_access_key_id,
-            &stack.aws_secret_access_key,
-            None,
-            None,
-            "testkit",
-        ))
-        .build();
-    let client = aws_sdk_dynamodb::Client::from_conf(conf);
-    let name = format!("agent-state-{}", uuid::Uuid::new_v4().simple());
-    client
-        .create_table()
-        .table_name(&name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    let client = aws_sdk_dynamodb::Client::new(&stack.aws_config().await);
+    let name = stack.create_pk_table("agent-state").await.unwrap();
     DynamoAccessStore::new(client, name)
 }
 

@@ -5,6 +5,7 @@
 use std::{path::Path, process::Stdio, time::Duration};
 
 use serde_json::{Value, json};
+use testkit::free_port;
 
 use crate::{
     money::Money,
@@ -18,14 +19,6 @@ const SESSION_HEADER: &str = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id";
 struct AgentProcess {
     child: tokio::process::Child,
     url: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts the binary with the offline model, paying from the test's wallet,

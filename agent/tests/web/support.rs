@@ -11,6 +11,7 @@ use std::{
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
 use testkit::Stack;
+use testkit::free_port;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_agent");
@@ -48,14 +49,6 @@ pub struct Agent {
     child: Option<tokio::process::Child>,
     /// First block of the test: on-chain checks look from here.
     pub first_block: u64,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Agent {

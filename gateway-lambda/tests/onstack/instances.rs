@@ -106,51 +106,10 @@ async fn forward(
 
 /// A moto table with the CDK schema (key `pk`, string) and a bucket.
 async fn shared_stores(stack: &testkit::Stack) -> (String, String) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(stack.aws_region.clone()))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            stack.aws_access_key_id.clone(),
-            stack.aws_secret_access_key.clone(),
-            None,
-            None,
-            "stack",
-        ))
-        .endpoint_url(&stack.aws_endpoint_url)
-        .load()
-        .await;
-    let table = format!("payments-{:x}", rand::random::<u64>());
-    aws_sdk_dynamodb::Client::new(&conf)
-        .create_table()
-        .table_name(&table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    let bucket = format!("results-{:x}", rand::random::<u64>());
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    (table, bucket)
+    (
+        stack.create_pk_table("payments").await.unwrap(),
+        stack.create_bucket("results").await.unwrap(),
+    )
 }
 
 /// The gateway binary on the shared stores.
