@@ -5,8 +5,8 @@
 //!   `Converse`) through `aws-sdk-bedrockruntime`, Claude Sonnet 4.5 by default;
 //! - [`offline::OfflineModel`]: a deterministic planner for the local demo and
 //!   tests without AWS, labelled `offline` in every response;
-//! - [`scripted::ScriptedModel`]: replays scripted replies and counts calls and
-//!   input tokens (tests).
+//! - a scripted model that replays scripted replies and counts calls and
+//!   input tokens lives with the tests (`agent/tests/core/scripted.rs`).
 //!
 //! Messages use the Converse JSON shape (`{"role", "content": [{"text"} |
 //! {"toolUse"} | {"toolResult"}]}`), so what the session store keeps is what
@@ -20,7 +20,6 @@ pub mod bedrock;
 pub mod offline;
 pub mod prompt;
 pub mod retry;
-pub mod scripted;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -267,7 +266,7 @@ pub fn trim_oldest_turn(messages: &mut Vec<Message>) -> bool {
 }
 
 /// A rough input-size estimate (about four characters per token), used by
-/// the scripted model to simulate a context window.
+/// the offline model and the tests' scripted model to simulate a context window.
 pub fn estimate_tokens(req: &ModelRequest) -> u32 {
     let chars = req.system.len()
         + serde_json::to_string(&req.messages).map_or(0, |s| s.len())

@@ -4,6 +4,7 @@
 //! to another user; requests from foreign web origins. Real gateway, real
 //! facilitator, Anvil.
 
+use crate::scripted::{ScriptedModel, Step};
 use std::{sync::Arc, time::Duration};
 
 use agent::{
@@ -14,10 +15,7 @@ use agent::{
     agent_tools::seller::{ImageSeller, PayContext, Purchase, SellerError, X402Seller},
     events::Output,
     ledger::{PreparedPayment, Quote},
-    model::{
-        offline::OfflineModel,
-        scripted::{ScriptedModel, Step},
-    },
+    model::offline::OfflineModel,
     server::{self, AppState, Limits},
     session::SessionStore as _,
     turn::TurnRequest,

@@ -4,12 +4,12 @@
 //! session limit), while the gateway, the facilitator and the chain are the
 //! real local stack. The chain is the judge: one transfer per request.
 
+use crate::scripted::{ScriptedModel, Step};
 use std::{path::Path, process::Stdio, sync::Arc, time::Duration};
 
 use agent::{
     agent_tools::agentcore::AgentCoreSeller,
     ledger::{self, MoneyRules},
-    model::scripted::{ScriptedModel, Step},
 };
 use serde_json::{Value, json};
 use testkit::agentcore_payments::{

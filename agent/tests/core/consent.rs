@@ -4,6 +4,7 @@
 //! approval sent as data, for exactly the quoted request, at most its
 //! amount and before it expires, pays.
 
+use crate::scripted::{ScriptedModel, Step};
 use std::sync::{
     Arc, Mutex,
     atomic::{AtomicU64, Ordering},
@@ -13,7 +14,6 @@ use agent::{
     agent_tools::seller::{ImageSeller, PayContext, Purchase, SellerError, X402Seller},
     events::{AgentEvent, Output},
     ledger::{PreparedPayment, Quote},
-    model::scripted::{ScriptedModel, Step},
 };
 use async_trait::async_trait;
 use serde_json::json;

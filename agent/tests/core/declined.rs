@@ -6,15 +6,13 @@
 //! the official facilitator; the lie is told by a middleware in front of
 //! the real gateway.
 
+use crate::scripted::{ScriptedModel, Step};
 use std::sync::{Arc, Mutex};
 
 use agent::{
     access::{AccessStore as _, Reservation, local::LocalAccessStore},
     ledger::{self, LedgerEntry},
-    model::{
-        ContentBlock, ModelRequest,
-        scripted::{ScriptedModel, Step},
-    },
+    model::{ContentBlock, ModelRequest},
     session::{Record, SessionStore as _},
 };
 use alloy::{primitives::B256, providers::Provider as _};

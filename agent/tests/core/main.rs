@@ -11,6 +11,7 @@ mod consent;
 mod declined;
 mod money;
 mod process;
+mod scripted;
 mod seller;
 mod spans;
 mod support;

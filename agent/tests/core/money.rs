@@ -3,6 +3,7 @@
 //! test has its own fresh buyer wallet, so tests run in parallel and balance
 //! changes are exact.
 
+use crate::scripted::{ScriptedModel, Step};
 use std::sync::Arc;
 
 use agent::{
@@ -12,7 +13,6 @@ use agent::{
     model::{
         ContentBlock, ModelRequest,
         offline::{OFFLINE_LABEL, OfflineModel},
-        scripted::{ScriptedModel, Step},
     },
 };
 use alloy::{primitives::Address, signers::local::PrivateKeySigner};

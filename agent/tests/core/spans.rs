@@ -7,7 +7,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use agent::model::scripted::{ScriptedModel, Step};
+use crate::scripted::{ScriptedModel, Step};
 use serde_json::json;
 use tracing::{
     Subscriber,

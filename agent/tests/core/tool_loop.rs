@@ -2,6 +2,7 @@
 //! arguments, max turns, throttling mid-stream, context overflow trimming,
 //! max_tokens.
 
+use crate::scripted::{ScriptedModel, Step};
 use std::{sync::Arc, time::Duration};
 
 use agent::{
@@ -11,7 +12,6 @@ use agent::{
         ContentBlock, ImageFormat, Message, Model, ModelError, ModelRequest, ModelResponse, Role,
         StopReason, TextSink, ToolUse, estimate_tokens,
         retry::{Backoff, Retry},
-        scripted::{ScriptedModel, Step},
     },
     session::{Record, SessionStore},
     turn::TurnError,

@@ -1,4 +1,4 @@
-//! A scripted model for tests: replays a queue of steps, one per call, and
+//! A scripted model for the agent's tests (kept out of the shipped crate): replays a queue of steps, one per call, and
 //! records every request it saw (calls, estimated input tokens), so tests can
 //! assert "exactly two model calls" or "the trimmed history was sent".
 
@@ -13,7 +13,7 @@ use std::{
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{
+use agent::model::{
     ContentBlock, ImageFormat, Message, Model, ModelError, ModelRequest, ModelResponse, Role,
     StopReason, TextSink, ToolUse, Usage, estimate_tokens,
 };
@@ -109,11 +109,6 @@ impl ScriptedModel {
     /// Every request seen, in order.
     pub fn requests(&self) -> Vec<ModelRequest> {
         self.seen.lock().expect("lock").clone()
-    }
-
-    /// Estimated input tokens of each request, in order.
-    pub fn input_tokens(&self) -> Vec<u32> {
-        self.requests().iter().map(estimate_tokens).collect()
     }
 
     /// Steps not yet used.
