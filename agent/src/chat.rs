@@ -11,9 +11,8 @@
 //! sends the answer as data (`{"approve": {"request_id", "approved"}}`):
 //! typing "yes" as a chat message approves nothing.
 //!
-//! The SSE reader is written by hand (about thirty lines, [`SseParser`]):
-//! the agent's own stream is the only input, one `data:` line per event, and
-//! a full client library would add nothing but weight.
+//! The stream is read with [`plumbing::sse::SseParser`], the reader the chat
+//! Lambda uses too.
 
 use std::io::Write as _;
 
@@ -123,7 +122,7 @@ async fn stream_turn(
     }
     print!("agent> ");
     flush();
-    let mut parser = SseParser::default();
+    let mut parser = plumbing::sse::SseParser::new();
     let mut stream = res.bytes_stream();
     let mut ended = false;
     let mut pending = Vec::new();
@@ -132,7 +131,14 @@ async fn stream_turn(
             println!("\n[error] the connection to the agent broke");
             break;
         };
-        for data in parser.push(&chunk) {
+        let events = match parser.push(&chunk) {
+            Ok(events) => events,
+            Err(e) => {
+                println!("\n[error] {e}");
+                break;
+            }
+        };
+        for data in events {
             if let Ok(AgentEvent::Quote(q)) = serde_json::from_str::<AgentEvent>(&data)
                 && q.needs_approval
             {
@@ -229,59 +235,9 @@ pub fn render(data: &str) -> Option<(String, bool)> {
     })
 }
 
-/// Incremental Server-Sent Events reader: feed it bytes, get the `data` of
-/// each complete event. Lines end in `\n` or `\r\n`; several `data:` lines
-/// of one event are joined with `\n`; comments and other fields are ignored.
-#[derive(Default)]
-pub struct SseParser {
-    buf: Vec<u8>,
-    data: Option<String>,
-}
-
-impl SseParser {
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
-        self.buf.extend_from_slice(chunk);
-        let mut out = Vec::new();
-        while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-            let mut line: Vec<u8> = self.buf.drain(..=i).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            // Lines are complete here, so multi-byte characters are whole.
-            let line = String::from_utf8_lossy(&line);
-            if line.is_empty() {
-                out.extend(self.data.take());
-            } else if let Some(d) = line.strip_prefix("data:") {
-                let d = d.strip_prefix(' ').unwrap_or(d);
-                match &mut self.data {
-                    Some(acc) => {
-                        acc.push('\n');
-                        acc.push_str(d);
-                    }
-                    None => self.data = Some(d.to_owned()),
-                }
-            }
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sse_events_split_anywhere_are_reassembled() {
-        let stream = "data: {\"a\":1}\n\n: keep-alive\n\ndata: x\r\ndata: y\r\n\r\ndata: é🐈\n\n";
-        let bytes = stream.as_bytes();
-        for split in 0..bytes.len() {
-            let mut p = SseParser::default();
-            let mut got = p.push(&bytes[..split]);
-            got.extend(p.push(&bytes[split..]));
-            assert_eq!(got, ["{\"a\":1}", "x\ny", "é🐈"], "split at {split}");
-        }
-    }
 
     #[test]
     fn events_render_for_a_terminal() {

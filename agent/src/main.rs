@@ -109,7 +109,7 @@ async fn serve() -> anyhow::Result<()> {
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, server::app(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(plumbing::shutdown_signal())
         .await
         .context("server failed")?;
     tracing::info!("shutting down: waiting for turns in flight");
@@ -126,25 +126,4 @@ async fn serve() -> anyhow::Result<()> {
     })
     .await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

@@ -12,7 +12,7 @@ use crate::connections::ConnectionStore;
 use crate::message::ChatMessage;
 use crate::outbound::Outbound;
 use crate::runtime::{AgentResponse, AgentRuntime};
-use crate::sse::SseParser;
+use plumbing::sse::SseParser;
 
 /// Largest non-streamed (`application/json`) agent answer we buffer.
 pub const MAX_JSON_BODY_BYTES: usize = 16 * 1024 * 1024;

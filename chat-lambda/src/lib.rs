@@ -17,6 +17,5 @@ pub mod handler;
 pub mod message;
 pub mod outbound;
 pub mod runtime;
-pub mod sse;
 
 pub use handler::{Handler, Outcome};

@@ -5,14 +5,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .without_time() // CloudWatch stamps each line
-        .init();
+    plumbing::init_json_logs(plumbing::LogSink::CloudWatch);
     let config = chat_lambda::config::Config::from_env()?;
     let sdk = aws_config::load_from_env().await;
     let handler = config.handler(&sdk);

@@ -8,15 +8,11 @@ use gateway_lambda::{app, config::Config, wiring};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    plumbing::init_json_logs(if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        plumbing::LogSink::CloudWatch
+    } else {
+        plumbing::LogSink::Local
+    });
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -48,16 +44,8 @@ async fn run() -> anyhow::Result<()> {
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            // Ctrl-C or SIGTERM: stop accepting; paid flows in flight finish.
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("installing a SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        })
+        // Ctrl-C or SIGTERM: stop accepting; paid flows in flight finish.
+        .with_graceful_shutdown(plumbing::shutdown_signal())
         .await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! Incremental Server-Sent Events parser (the agent's `text/event-stream`).
+//! Incremental Server-Sent Events parser: the agent's `text/event-stream`,
+//! read by the chat Lambda, the terminal chat, the demo and the tests.
 //!
-//! Bytes arrive in arbitrary chunks from InvokeAgentRuntime; an event may be
+//! Bytes arrive in arbitrary chunks (from InvokeAgentRuntime, or over HTTP); an event may be
 //! split across chunks and a chunk may hold many events. Per the SSE spec, lines
 //! end with `\n` or `\r\n`, `data:` lines of one event are joined with `\n`, a
 //! blank line dispatches the event, and lines starting with `:` are comments
@@ -121,6 +122,18 @@ mod tests {
         let mut got = p.push(&bytes[..8]).unwrap();
         got.extend(p.push(&bytes[8..]).unwrap());
         assert_eq!(got, vec!["é🐈".to_owned()]);
+    }
+
+    #[test]
+    fn events_split_at_any_byte_are_reassembled() {
+        let stream = "data: {\"a\":1}\n\n: keep-alive\n\ndata: x\r\ndata: y\r\n\r\ndata: é🐈\n\n";
+        let bytes = stream.as_bytes();
+        for split in 0..bytes.len() {
+            let mut p = SseParser::new();
+            let mut got = p.push(&bytes[..split]).unwrap();
+            got.extend(p.push(&bytes[split..]).unwrap());
+            assert_eq!(got, ["{\"a\":1}", "x\ny", "é🐈"], "split at {split}");
+        }
     }
 
     #[test]

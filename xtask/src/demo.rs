@@ -192,25 +192,11 @@ pub async fn invoke_streaming(
         bail!("the agent answered {status}: {body}");
     }
     let mut turn = Turn::default();
-    let mut buf = String::new();
+    let mut parser = plumbing::sse::SseParser::new();
     let mut stream = resp.bytes_stream();
     let mut in_text = false;
     while let Some(chunk) = stream.next().await {
-        buf.push_str(&String::from_utf8_lossy(
-            &chunk.context("reading the stream")?,
-        ));
-        // SSE: events are separated by a blank line; we only use `data:` lines.
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            let data: String = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(|l| l.strip_prefix(' ').unwrap_or(l))
-                .collect::<Vec<_>>()
-                .join("\n");
-            if data.is_empty() {
-                continue;
-            }
+        for data in parser.push(&chunk.context("reading the stream")?)? {
             let ev: Value =
                 serde_json::from_str(&data).with_context(|| format!("unreadable event: {data}"))?;
             if handle_event(&mut turn, &ev, print, &mut in_text)? {

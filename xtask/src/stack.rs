@@ -664,15 +664,7 @@ pub async fn build_apps(paths: &Paths, release: bool, for_tests: bool) -> Result
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
+pub use plumbing::shutdown_signal;
 
 /// Creates an S3 bucket in moto (`CreateBucket`, path-style; moto accepts
 /// the unsigned request and answers 200 for a bucket that already exists in

@@ -140,16 +140,11 @@ pub fn clone_req(r: &TurnRequest) -> TurnRequest {
 
 /// `data:` payloads of an SSE body, as JSON.
 pub fn sse_events(body: &str) -> Vec<serde_json::Value> {
-    body.split("\n\n")
-        .filter_map(|block| {
-            let data: Vec<&str> = block
-                .lines()
-                .filter_map(|l| {
-                    l.strip_prefix("data:")
-                        .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                })
-                .collect();
-            (!data.is_empty()).then(|| serde_json::from_str(&data.join("\n")).unwrap())
-        })
+    let mut p = plumbing::sse::SseParser::new();
+    let mut events = p.push(body.as_bytes()).unwrap();
+    events.extend(p.finish());
+    events
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
         .collect()
 }
