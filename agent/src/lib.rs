@@ -16,6 +16,7 @@ pub mod events;
 pub mod ledger;
 pub mod model;
 pub mod observability;
+pub mod runtime_headers;
 pub mod server;
 pub mod session;
 pub mod turn;

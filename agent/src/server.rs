@@ -68,7 +68,6 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use async_trait::async_trait;
 use axum::{
     Json, Router,
     body::Bytes,
@@ -90,41 +89,15 @@ use x402::Usdc;
 
 use crate::{
     access::{AccessStore, Claim, local::LocalAccessStore},
-    events::{AgentEvent, Output},
+    events::AgentEvent,
     observability::AGENT_NAME,
     session::ids::{is_valid_client_id, session_key},
-    turn::{ApprovalAnswer, TurnError, TurnRequest},
+    turn::{ApprovalAnswer, TurnRequest, TurnRunner},
 };
 
-/// Session id AgentCore assigns to a conversation (33-256 chars when set by AgentCore).
-pub const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
-/// Id of one invocation, for logs.
-pub const REQUEST_ID_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-request-id";
-/// The caller's user id; becomes the AgentCore Memory actor.
-pub const USER_ID_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-user-id";
+pub use crate::runtime_headers::{REQUEST_ID_HEADER, SESSION_HEADER, USER_ID_HEADER};
 /// Progress events buffered between a turn and a slow client.
 const EVENT_BUFFER: usize = 64;
-
-/// What the server needs from the agent: run one turn.
-///
-/// Implemented in [`wiring`](crate::wiring) over the real tool loop; the
-/// contract tests use the same. The server guarantees that, for one
-/// (actor, session), calls never overlap. Contract for implementors:
-/// - send progress events ([`AgentEvent::Text`], `ToolStart`, `ToolEnd`,
-///   `Payment`, `Image`) to `events`; the server sends the terminal
-///   `Complete`/`Error` itself (any sent by the turn are dropped);
-/// - a failed `send` means the client left: keep going, the turn's result
-///   is still recorded in the session;
-/// - return the turn's [`Output`], or a [`TurnError`] whose detail is logged
-///   and not shown to the client.
-#[async_trait]
-pub trait TurnRunner: Send + Sync + 'static {
-    async fn run_turn(
-        &self,
-        req: TurnRequest,
-        events: mpsc::Sender<AgentEvent>,
-    ) -> Result<Output, TurnError>;
-}
 
 /// Request limits (from [`Config`](crate::config::Config)).
 #[derive(Clone, Debug)]

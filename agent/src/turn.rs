@@ -53,6 +53,27 @@ use crate::{
     session::{Record, SessionStore, StoreError},
 };
 
+/// What the server needs from the agent: run one turn.
+///
+/// Implemented in [`wiring`](crate::wiring) over the real tool loop; the
+/// contract tests use the same. The server guarantees that, for one
+/// (actor, session), calls never overlap. Contract for implementors:
+/// - send progress events ([`AgentEvent::Text`], `ToolStart`, `ToolEnd`,
+///   `Payment`, `Image`) to `events`; the server sends the terminal
+///   `Complete`/`Error` itself (any sent by the turn are dropped);
+/// - a failed `send` means the client left: keep going, the turn's result
+///   is still recorded in the session;
+/// - return the turn's [`Output`], or a [`TurnError`] whose detail is logged
+///   and not shown to the client.
+#[async_trait::async_trait]
+pub trait TurnRunner: Send + Sync + 'static {
+    async fn run_turn(
+        &self,
+        req: TurnRequest,
+        events: mpsc::Sender<AgentEvent>,
+    ) -> Result<Output, TurnError>;
+}
+
 /// What a turn needs from its caller.
 pub struct TurnRequest {
     pub session_id: String,
@@ -98,7 +119,7 @@ pub struct TurnSettings {
 
 /// Everything the tool loop depends on; built once by `wiring` and shared by
 /// all sessions (it holds no per-session state). Implements
-/// [`TurnRunner`](crate::server::TurnRunner), so the server can run it
+/// [`TurnRunner`], so the server can run it
 /// directly.
 pub struct TurnDeps {
     pub model: Arc<dyn Model>,
@@ -108,7 +129,7 @@ pub struct TurnDeps {
 }
 
 #[async_trait::async_trait]
-impl crate::server::TurnRunner for TurnDeps {
+impl TurnRunner for TurnDeps {
     async fn run_turn(
         &self,
         req: TurnRequest,

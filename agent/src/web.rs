@@ -38,7 +38,7 @@ use x402::Usdc;
 
 use crate::{
     ledger::{self, LedgerEntry},
-    server::USER_ID_HEADER,
+    runtime_headers::USER_ID_HEADER,
     session::{Record, ids::is_valid_client_id},
     turn::TurnDeps,
 };

@@ -1,6 +1,6 @@
 //! Builds the running agent from a validated [`Config`]: the outside systems
 //! (AWS clients, session store, secrets) and the tool loop's dependencies,
-//! behind the server's [`TurnRunner`](crate::server::TurnRunner) ([`TurnDeps`] implements it).
+//! behind the server's [`TurnRunner`](crate::turn::TurnRunner) ([`TurnDeps`] implements it).
 //!
 //! This is the only place that chooses implementations (AgentCore Memory or
 //! local sessions, S3 or directory images, Bedrock or offline model, which

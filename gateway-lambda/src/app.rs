@@ -3,7 +3,7 @@
 //! then hands it to the paid flow ([`crate::flow`]); every answer that is not
 //! content is an [`ApiError`].
 
-use std::{sync::Arc, time::Duration, time::Instant};
+use std::{sync::Arc, time::Instant};
 
 use axum::{
     Json, Router,
@@ -16,53 +16,19 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_http::cors::{Any, CorsLayer};
-use x402::{
-    catalog::{ImageQuality, ImageRequest, ImageSize, MAX_PROMPT_CHARS},
-    facilitator::Facilitator,
-};
+use x402::catalog::{ImageQuality, ImageRequest, ImageSize, MAX_PROMPT_CHARS};
 
 use crate::{
-    chain::Chain,
     error::ApiError,
     flow::{Product, sell},
-    generate::Generator,
-    payer_lock::PayerLocks,
-    payment::Seller,
-    pricing::{self, ImagePrices},
-    store::{PaymentStore, ReservationStore, ResultStore},
+    pricing,
+    state::AppState,
 };
 
 /// Largest request body (a prompt is at most a few KB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest `content` for `nova-llm`.
 pub const MAX_TEXT_CHARS: usize = 8_000;
-/// Payment records are kept this long after their last change (TTL) unless
-/// configured (`PAYMENT_RETENTION_DAYS`): as long as the results bucket keeps
-/// the content (the CDK's `imageExpiryDays`, 30 by default), so a settled
-/// payment can be redeemed for as long as its content exists.
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
-
-pub struct AppState {
-    pub seller: Seller,
-    pub prices: ImagePrices,
-    pub facilitator: Arc<dyn Facilitator>,
-    pub generator: Arc<dyn Generator>,
-    pub payments: Arc<dyn PaymentStore>,
-    pub reservations: Arc<dyn ReservationStore>,
-    pub results: Arc<dyn ResultStore>,
-    pub chain: Arc<dyn Chain>,
-    pub public_url: Option<String>,
-    pub lease: Duration,
-    pub generation_timeout: Duration,
-    /// How long payment records are kept ([`DEFAULT_RETENTION`]).
-    pub retention: Duration,
-    /// Blocks on top of a reverted settlement before it counts as final
-    /// (only then may its payment be released).
-    pub confirmations: u64,
-    /// Serializes each payer's reservation changes within this instance.
-    pub payer_locks: PayerLocks,
-}
-
 pub fn app(state: Arc<AppState>) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
@@ -230,20 +196,4 @@ fn check_prompt(prompt: &str, max: usize) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-/// The URL a client asked for: `PUBLIC_URL` when set, else from `Host`.
-pub(crate) fn resource_url(s: &AppState, headers: &HeaderMap, route: &str) -> String {
-    if let Some(base) = &s.public_url {
-        return format!("{base}{route}");
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("http");
-    format!("{proto}://{host}{route}")
 }

@@ -298,7 +298,7 @@ mod tests {
         assert_eq!(c.facilitator_url, DEFAULT_FACILITATOR);
         assert!(matches!(c.backend, Backend::Bedrock { .. }));
         assert_eq!(c.prices, ImagePrices::default());
-        assert_eq!(c.retention, crate::app::DEFAULT_RETENTION);
+        assert_eq!(c.retention, crate::state::DEFAULT_RETENTION);
         assert_eq!(c.confirmations, 0);
     }
 

@@ -19,7 +19,9 @@ pub mod payment;
 pub mod pricing;
 pub mod reservation;
 pub mod settlement;
+pub mod state;
 pub mod store;
 pub mod wiring;
 
-pub use app::{AppState, app};
+pub use app::app;
+pub use state::AppState;

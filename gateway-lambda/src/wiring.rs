@@ -6,11 +6,11 @@ use std::sync::Arc;
 use x402::facilitator::{Facilitator, HttpFacilitator};
 
 use crate::{
-    app::AppState,
     chain::RpcChain,
     config::{Backend, CdpKey, Config, SecretSource, Storage},
     generate::{Generator, LocalGenerator},
     payment::Seller,
+    state::AppState,
     store::{FileStore, PaymentStore, ReservationStore, ResultStore},
 };
 
@@ -151,7 +151,7 @@ pub fn local_state(
         public_url: None,
         lease: std::time::Duration::from_secs(120),
         generation_timeout: std::time::Duration::from_secs(60),
-        retention: crate::app::DEFAULT_RETENTION,
+        retention: crate::state::DEFAULT_RETENTION,
         confirmations: 0,
         payer_locks: Default::default(),
     })

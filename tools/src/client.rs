@@ -38,9 +38,8 @@ use std::{sync::Arc, time::Duration};
 use alloy::primitives::{Address, U256};
 use bytes::Bytes;
 use reqwest::{Method, StatusCode, header::HeaderMap};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use x402::{
-    Network, Usdc,
     eip3009::{self, Authorization},
     wire::{
         self, ExactEvmPayload, PaymentPayloadV1, PaymentPayloadV2, PaymentRequiredV1,
@@ -48,8 +47,9 @@ use x402::{
     },
 };
 
+pub use crate::purchase::{PreparedPayment, Quote, Receipt};
 use crate::{
-    policy::{self, Ask, Limits, PaymentPolicy, PolicyRefusal},
+    policy::{self, Limits, PaymentPolicy, PolicyRefusal},
     signer::{PaymentSigner, SignerError},
 };
 
@@ -96,87 +96,6 @@ impl PaidRequest {
             )),
         }
     }
-}
-
-/// The seller's price for one request, normalised from its `402`, plus what
-/// the payment must repeat verbatim. Serialisable: callers persist it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Quote {
-    /// x402 protocol version the seller spoke (1 or 2).
-    pub version: u8,
-    pub amount: Usdc,
-    #[serde(with = "x402::wire::checksummed")]
-    pub pay_to: Address,
-    #[serde(with = "x402::wire::checksummed")]
-    pub asset: Address,
-    pub network: Network,
-    /// The paid URL.
-    pub resource: String,
-    pub max_timeout_seconds: u64,
-    /// The requirement as the seller sent it (v2 payments repeat it verbatim;
-    /// it also carries the token's EIP-712 name/version in `extra`).
-    pub requirement: serde_json::Value,
-    /// v2 `resource` object, repeated in the payment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_info: Option<serde_json::Value>,
-}
-
-impl Quote {
-    pub fn ask(&self) -> Ask {
-        Ask {
-            network: self.network,
-            asset: self.asset,
-            pay_to: self.pay_to,
-            amount: self.amount,
-            max_timeout_seconds: self.max_timeout_seconds,
-        }
-    }
-}
-
-/// A signed payment, ready to send. `header_value` is a bearer instrument
-/// until settled: never logged (`Debug` hides it), only stored and sent.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PreparedPayment {
-    /// `PAYMENT-SIGNATURE` (v2) or `X-PAYMENT` (v1).
-    pub header_name: String,
-    pub header_value: String,
-    pub amount: Usdc,
-    #[serde(with = "x402::wire::checksummed")]
-    pub pay_to: Address,
-    #[serde(with = "x402::wire::checksummed")]
-    pub payer: Address,
-    /// EIP-3009 nonce (0x-hex): what makes the payment single-use on chain.
-    pub nonce: String,
-    /// Unix seconds after which the authorization can no longer settle.
-    pub valid_before: u64,
-}
-
-impl std::fmt::Debug for PreparedPayment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreparedPayment")
-            .field("header_name", &self.header_name)
-            .field("header_value", &"[redacted]")
-            .field("amount", &self.amount)
-            .field("pay_to", &self.pay_to)
-            .field("payer", &self.payer)
-            .field("nonce", &self.nonce)
-            .field("valid_before", &self.valid_before)
-            .finish()
-    }
-}
-
-/// What a settled payment bought.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Receipt {
-    /// Settlement transaction hash.
-    pub transaction: String,
-    /// As the seller named it (`base-sepolia` for v1, `eip155:84532` for v2).
-    pub network: String,
-    pub payer: String,
-    pub amount: Usdc,
-    #[serde(with = "x402::wire::checksummed")]
-    pub pay_to: Address,
-    pub resource: String,
 }
 
 /// The seller's answer to a request.

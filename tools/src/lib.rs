@@ -6,7 +6,9 @@
 
 pub mod client;
 pub mod document;
+pub mod names;
 pub mod policy;
+pub mod purchase;
 pub mod quote;
 pub mod signer;
 pub mod storage;

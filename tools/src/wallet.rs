@@ -25,7 +25,7 @@ pub struct WalletError(pub String);
 /// Everything `check_balance` reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WalletInfo {
-    #[serde(with = "x402::wire::checksummed")]
+    #[serde(with = "x402::checksummed")]
     pub address: Address,
     pub network: Network,
     pub chain_id: u64,

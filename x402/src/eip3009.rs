@@ -57,9 +57,9 @@ mod usdc {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Authorization {
-    #[serde(with = "crate::wire::checksummed")]
+    #[serde(with = "crate::checksummed")]
     pub from: Address,
-    #[serde(with = "crate::wire::checksummed")]
+    #[serde(with = "crate::checksummed")]
     pub to: Address,
     #[serde(with = "dec_u256")]
     pub value: U256,

@@ -5,6 +5,7 @@
 #![deny(clippy::float_arithmetic)]
 
 pub mod catalog;
+pub mod checksummed;
 pub mod eip3009;
 pub mod facilitator;
 pub mod money;

@@ -44,10 +44,10 @@ pub struct RequirementsV1 {
     pub resource: String,
     pub description: String,
     pub mime_type: String,
-    #[serde(with = "crate::wire::checksummed")]
+    #[serde(with = "crate::checksummed")]
     pub pay_to: Address,
     pub max_timeout_seconds: u64,
-    #[serde(with = "crate::wire::checksummed")]
+    #[serde(with = "crate::checksummed")]
     pub asset: Address,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_schema: Option<serde_json::Value>,
@@ -84,9 +84,9 @@ pub struct RequirementsV2 {
     pub network: String,
     /// Atomic units, decimal string.
     pub amount: String,
-    #[serde(with = "crate::wire::checksummed")]
+    #[serde(with = "crate::checksummed")]
     pub asset: Address,
-    #[serde(with = "crate::wire::checksummed")]
+    #[serde(with = "crate::checksummed")]
     pub pay_to: Address,
     pub max_timeout_seconds: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -412,21 +412,5 @@ mod tests {
         let mut r = req_v2();
         r.scheme = "upto".into();
         assert!(matches!(Offer::from_v2(&r), Err(OfferError::Scheme(_))));
-    }
-}
-
-/// Addresses as EIP-55 checksummed strings. alloy serializes lowercase, but the
-/// official x402 SDK compares offered and accepted addresses as strings, so
-/// everything we put on the wire is checksummed. Parsing accepts any case.
-pub mod checksummed {
-    use alloy::primitives::Address;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&a.to_checksum(None))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
-        Address::deserialize(d)
     }
 }

@@ -331,11 +331,9 @@ fn schema_of<T: JsonSchema>() -> Value {
     v
 }
 
-pub const ESTIMATE_IMAGE_COST: &str = "estimate_image_cost";
-pub const GENERATE_IMAGE: &str = "generate_image";
-pub const MAKE_PAYMENT: &str = "make_payment";
-pub const CHECK_BALANCE: &str = "check_balance";
-pub const ANALYZE_IMAGE: &str = "analyze_image";
+pub use tools::names::{
+    ANALYZE_IMAGE, CHECK_BALANCE, ESTIMATE_IMAGE_COST, GENERATE_IMAGE, MAKE_PAYMENT,
+};
 
 /// The tool specs the model sees, generated from the argument types.
 pub fn specs() -> Vec<ToolSpec> {

@@ -27,7 +27,7 @@ use super::{
     StopReason, TextSink, ToolResult, ToolResultContent, ToolResultStatus, ToolUse, Usage,
     estimate_tokens,
 };
-use crate::agent_tools::{
+use tools::names::{
     ANALYZE_IMAGE, CHECK_BALANCE, ESTIMATE_IMAGE_COST, GENERATE_IMAGE, MAKE_PAYMENT,
 };
 

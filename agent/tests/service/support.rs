@@ -5,7 +5,8 @@ use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use agent::{
     events::{AgentEvent, Output, OutputMessage, ToolStatus},
-    server::{self, AppState, Limits, TurnRunner},
+    server::{self, AppState, Limits},
+    turn::TurnRunner,
     turn::{TurnError, TurnRequest},
 };
 use async_trait::async_trait;

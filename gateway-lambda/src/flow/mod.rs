@@ -49,10 +49,10 @@ use self::{
     settling::{conclude, decide_next, deliver, establish, head_if_unused, settle},
 };
 use crate::{
-    app::AppState,
     error::ApiError,
     payment::{self, CheckedPayment, Offered},
     settlement::{Known, Next, Onchain},
+    state::AppState,
     store::{PaymentKey, PaymentRecord, PaymentState},
 };
 
@@ -171,7 +171,7 @@ async fn sell_and_log(
     started: Instant,
 ) -> Response {
     let resource = ResourceInfo {
-        url: crate::app::resource_url(s, headers, product.route()),
+        url: s.resource_url(headers, product.route()),
         description: product.description(),
         mime_type: "application/json".into(),
     };

@@ -16,11 +16,11 @@ use super::{
     store_error,
 };
 use crate::{
-    app::AppState,
     error::ApiError,
     generate::{GenerationError, ImageJob},
     payment::CheckedPayment,
     reservation::{self, Reserved},
+    state::AppState,
     store::PaymentState,
 };
 

@@ -15,10 +15,10 @@ use x402::wire::{self, SettleResponse};
 
 use super::{Held, Outcome, RECEIPT_READS, Sale, burnt, millis_since, now, producing::unreserve};
 use crate::{
-    app::AppState,
     chain::{Fate, Head},
     error::ApiError,
     settlement::{self, Expected, Judgement, Known, Next, Onchain},
+    state::AppState,
     store::PaymentState,
 };
 

@@ -66,9 +66,9 @@ use x402::{
 };
 
 use crate::{
-    client::{PreparedPayment, Quote},
     document::{doc_to_json, json_to_doc},
     policy::{self, Limits, PaymentPolicy, PolicyRefusal},
+    purchase::{PreparedPayment, Quote},
 };
 
 /// Sessions are opened for this long; an expired one is replaced.
