@@ -3,29 +3,17 @@
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
 use tools::storage::{ImageStore, S3ImageStore};
 
 #[tokio::test]
 async fn s3_store_keeps_images_behind_presigned_urls() {
     let stack = testkit::Stack::load().expect("this test needs the local stack (moto)");
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(stack.aws_region.clone()))
-        .credentials_provider(Credentials::new(
-            stack.aws_access_key_id.clone(),
-            stack.aws_secret_access_key.clone(),
-            None,
-            None,
-            "stack",
-        ))
-        .endpoint_url(&stack.aws_endpoint_url)
-        .force_path_style(true)
-        .build();
-    let client = aws_sdk_s3::Client::from_conf(conf);
-    let bucket = format!("tools-images-{:x}", rand::random::<u64>());
-    client.create_bucket().bucket(&bucket).send().await.unwrap();
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&stack.aws_config().await)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = stack.create_bucket("tools-images").await.unwrap();
 
     let store = S3ImageStore::new(
         client,

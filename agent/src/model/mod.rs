@@ -265,6 +265,12 @@ pub fn trim_oldest_turn(messages: &mut Vec<Message>) -> bool {
     }
 }
 
+/// The same estimate for one message (a reply's output tokens).
+pub fn estimate_message_tokens(message: &Message) -> u32 {
+    u32::try_from(serde_json::to_string(message).map_or(0, |s| s.len().div_ceil(4)))
+        .unwrap_or(u32::MAX)
+}
+
 /// A rough input-size estimate (about four characters per token), used by
 /// the offline model and the tests' scripted model to simulate a context window.
 pub fn estimate_tokens(req: &ModelRequest) -> u32 {

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use super::{
     ContentBlock, ImageFormat, Message, Model, ModelError, ModelRequest, ModelResponse, Role,
     StopReason, TextSink, ToolResult, ToolResultContent, ToolResultStatus, ToolUse, Usage,
-    estimate_tokens,
+    estimate_message_tokens, estimate_tokens,
 };
 use tools::names::{
     ANALYZE_IMAGE, CHECK_BALANCE, ESTIMATE_IMAGE_COST, GENERATE_IMAGE, MAKE_PAYMENT,
@@ -253,9 +253,7 @@ impl Model for OfflineModel {
             role: Role::Assistant,
             content,
         };
-        let output_tokens =
-            u32::try_from(serde_json::to_string(&message).map_or(0, |s| s.len().div_ceil(4)))
-                .unwrap_or(u32::MAX);
+        let output_tokens = estimate_message_tokens(&message);
         Ok(ModelResponse {
             message,
             stop_reason,

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use agent::model::{
     ContentBlock, ImageFormat, Message, Model, ModelError, ModelRequest, ModelResponse, Role,
-    StopReason, TextSink, ToolUse, Usage, estimate_tokens,
+    StopReason, TextSink, ToolUse, Usage, estimate_message_tokens, estimate_tokens,
 };
 
 type Dynamic = Box<dyn Fn(&ModelRequest) -> Step + Send + Sync>;
@@ -157,10 +157,7 @@ impl Model for ScriptedModel {
                         on_text(t);
                     }
                 }
-                let output_tokens = u32::try_from(
-                    serde_json::to_string(&message).map_or(0, |s| s.len().div_ceil(4)),
-                )
-                .unwrap_or(u32::MAX);
+                let output_tokens = estimate_message_tokens(&message);
                 Ok(ModelResponse {
                     message,
                     stop_reason,

@@ -31,15 +31,7 @@ async fn burnt_in_the_race(how: Burn) {
     let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
     let pay_to = fresh_payee();
     let generator = Arc::new(Counted::default());
-    let gw = Gateway::start(
-        &stack,
-        Options {
-            generator: Some(generator.clone()),
-            pay_to: Some(pay_to),
-            ..Options::default()
-        },
-    )
-    .await;
+    let gw = Gateway::paying(&stack, pay_to, generator.clone()).await;
     let url = format!("{}/generate_image", gw.url);
     let body = json!({"prompt": format!("burnt by {how:?} in the race")});
     let q = quote(&url, &body).await;
@@ -104,15 +96,7 @@ async fn a_same_nonce_receive_while_generating_buys_nothing() {
     let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
     let pay_to = fresh_payee();
     let generator = Counted::held();
-    let gw = Gateway::start(
-        &stack,
-        Options {
-            generator: Some(generator.clone()),
-            pay_to: Some(pay_to),
-            ..Options::default()
-        },
-    )
-    .await;
+    let gw = Gateway::paying(&stack, pay_to, generator.clone()).await;
     let url = format!("{}/generate_image", gw.url);
     let body = json!({"prompt": "burnt by receiveWithAuthorization while generating"});
     let q = quote(&url, &body).await;
@@ -190,30 +174,12 @@ async fn five_authorizations_against_a_balance_for_one_buy_one_generation() {
     let buyer = stack.fresh_wallet(PRICE).await.unwrap();
     let pay_to = fresh_payee();
     let generator = Counted::held();
-    let gw = Gateway::start(
-        &stack,
-        Options {
-            generator: Some(generator.clone()),
-            pay_to: Some(pay_to),
-            ..Options::default()
-        },
-    )
-    .await;
+    let gw = Gateway::paying(&stack, pay_to, generator.clone()).await;
     let url = format!("{}/generate_image", gw.url);
     let body = json!({"prompt": "one balance, five buyers"});
     let q = quote(&url, &body).await;
-    let answered = Arc::new(AtomicUsize::new(0));
-    let requests: Vec<_> = (0..5)
-        .map(|_| {
-            let header = pay_v2(&stack, &buyer, &q);
-            let (u, b, n) = (url.clone(), body.clone(), answered.clone());
-            tokio::spawn(async move {
-                let r = send(&u, &b, (wire::PAYMENT_SIGNATURE, &header)).await;
-                n.fetch_add(1, Ordering::SeqCst);
-                r
-            })
-        })
-        .collect();
+    let headers = (0..5).map(|_| pay_v2(&stack, &buyer, &q)).collect();
+    let (requests, answered) = send_each(&url, &body, headers);
     // All five are in: answered, or held in the generator.
     until("every request answered or generating", || {
         answered.load(Ordering::SeqCst) + generator.calls() >= 5

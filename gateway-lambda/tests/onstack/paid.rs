@@ -1,9 +1,6 @@
 //! Paying both routes, in both protocol versions, and the idempotent retry.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
-};
+use std::sync::atomic::Ordering;
 
 use base64::Engine as _;
 use serde_json::json;
@@ -210,31 +207,13 @@ async fn thirty_two_payments_from_one_payer_at_once_all_settle() {
     let stack = stack();
     let pay_to = crate::chain::fresh_payee();
     let generator = crate::chain::Counted::held();
-    let gw = Gateway::start(
-        &stack,
-        Options {
-            generator: Some(generator.clone()),
-            pay_to: Some(pay_to),
-            ..Options::default()
-        },
-    )
-    .await;
+    let gw = Gateway::paying(&stack, pay_to, generator.clone()).await;
     let buyer = stack.fresh_wallet(N as u64 * PRICE).await.unwrap();
     let url = format!("{}/generate_image", gw.url);
     let body = json!({"prompt": "one wallet, many sessions"});
     let q = quote(&url, &body).await;
-    let answered = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..N)
-        .map(|_| {
-            let header = pay_v2(&stack, &buyer, &q);
-            let (url, body, answered) = (url.clone(), body.clone(), answered.clone());
-            tokio::spawn(async move {
-                let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
-                answered.fetch_add(1, Ordering::SeqCst);
-                r
-            })
-        })
-        .collect();
+    let headers = (0..N).map(|_| pay_v2(&stack, &buyer, &q)).collect();
+    let (tasks, answered) = send_each(&url, &body, headers);
     crate::chain::until("every request answered or generating", || {
         answered.load(Ordering::SeqCst) + generator.calls() >= N
     })

@@ -78,6 +78,24 @@ fn uuid() -> String {
 }
 
 impl Gateway {
+    /// Paying `pay_to` (a payee of the test's own), generating with
+    /// `generator`; everything else as [`Options::default`].
+    pub async fn paying(
+        stack: &testkit::Stack,
+        pay_to: Address,
+        generator: Arc<dyn Generator>,
+    ) -> Gateway {
+        Gateway::start(
+            stack,
+            Options {
+                generator: Some(generator),
+                pay_to: Some(pay_to),
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
     pub async fn start(stack: &testkit::Stack, opts: Options) -> Gateway {
         let dir = opts.dir.unwrap_or_else(temp_dir);
         let mut seller = seller(stack);
@@ -235,4 +253,29 @@ pub async fn send(url: &str, body: &Value, header: (&str, &str)) -> Paid {
 /// The buyer's balance, and how much it changed since `before`.
 pub async fn spent(stack: &testkit::Stack, who: Address, before: Usdc) -> Usdc {
     before.saturating_sub(stack.usdc_balance(who).await.unwrap())
+}
+
+/// Sends one request per header to `url` at once; the count of answered
+/// ones says, beside a held generator's calls, when all have arrived.
+pub fn send_each(
+    url: &str,
+    body: &serde_json::Value,
+    headers: Vec<String>,
+) -> (
+    Vec<tokio::task::JoinHandle<Paid>>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks = headers
+        .into_iter()
+        .map(|header| {
+            let (url, body, answered) = (url.to_owned(), body.clone(), answered.clone());
+            tokio::spawn(async move {
+                let r = send(&url, &body, (x402::wire::PAYMENT_SIGNATURE, &header)).await;
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                r
+            })
+        })
+        .collect();
+    (tasks, answered)
 }
