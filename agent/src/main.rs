@@ -102,23 +102,9 @@ async fn serve() -> anyhow::Result<()> {
     if config.gateway_url.is_none() {
         tracing::warn!("GATEWAY_URL is unset: the agent will chat but cannot buy images");
     }
-    let health = state.health().clone();
-    // Stream events go out as they are written (no Nagle wait behind an
-    // unacknowledged one).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, server::app(state))
-        .with_graceful_shutdown(plumbing::shutdown_signal())
+    server::run(listener, state, plumbing::shutdown_signal(), SHUTDOWN_GRACE)
         .await
         .context("server failed")?;
-    tracing::info!("shutting down: waiting for turns in flight");
-    if tokio::time::timeout(SHUTDOWN_GRACE, health.idle())
-        .await
-        .is_err()
-    {
-        tracing::warn!("turns still in flight after {SHUTDOWN_GRACE:?}; exiting anyway");
-    }
     // Flushing exports over a blocking HTTP client: off the async threads.
     let _ = tokio::task::spawn_blocking(move || {
         telemetry.flush();

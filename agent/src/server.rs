@@ -99,6 +99,25 @@ pub use crate::runtime_headers::{REQUEST_ID_HEADER, SESSION_HEADER, USER_ID_HEAD
 /// Progress events buffered between a turn and a slow client.
 const EVENT_BUFFER: usize = 64;
 
+/// Serves the agent for `state` on `listener` until `shutdown` resolves,
+/// then waits up to `grace` for the turns in flight to finish, so a payment
+/// is not cut in half by a shutdown. The binary only reads the
+/// configuration, wires the state, binds and calls this.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
+) -> std::io::Result<()> {
+    let health = state.health().clone();
+    plumbing::serve(listener, app(state), shutdown).await?;
+    tracing::info!("shutting down: waiting for turns in flight");
+    if tokio::time::timeout(grace, health.idle()).await.is_err() {
+        tracing::warn!("turns still in flight after {grace:?}; exiting anyway");
+    }
+    Ok(())
+}
+
 /// Request limits (from [`Config`](crate::config::Config)).
 #[derive(Clone, Debug)]
 pub struct Limits {

@@ -25,3 +25,15 @@ pub mod wiring;
 
 pub use app::app;
 pub use state::AppState;
+
+/// Serves the gateway for `state` on `listener` until `shutdown` resolves;
+/// paid flows in flight finish first. The binary only reads the
+/// configuration, binds and calls this (or hands [`app`] to the Lambda
+/// runtime).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: std::sync::Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    plumbing::serve(listener, app(state), shutdown).await
+}

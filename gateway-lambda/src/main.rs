@@ -24,9 +24,9 @@ async fn main() -> ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let cfg = Config::from_env()?;
-    let router = app(Arc::new(wiring::state(&cfg).await?));
+    let state = Arc::new(wiring::state(&cfg).await?);
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        lambda_http::run(router)
+        lambda_http::run(app(state))
             .await
             .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))?;
         return Ok(());
@@ -39,13 +39,7 @@ async fn run() -> anyhow::Result<()> {
         facilitator = %cfg.facilitator_url,
         "gateway listening"
     );
-    // Small answers go out at once (no Nagle wait behind an unacknowledged one).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router)
-        // Ctrl-C or SIGTERM: stop accepting; paid flows in flight finish.
-        .with_graceful_shutdown(plumbing::shutdown_signal())
-        .await?;
+    // Ctrl-C or SIGTERM: stop accepting; paid flows in flight finish.
+    gateway_lambda::run(listener, state, plumbing::shutdown_signal()).await?;
     Ok(())
 }

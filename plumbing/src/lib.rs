@@ -1,6 +1,7 @@
 //! Plumbing every binary of the workspace needs the same way, written once:
 //! the shutdown signal a server or supervisor waits for, the JSON log lines
-//! the Lambdas and the gateway write, and the reader of the agent's event
+//! the Lambdas and the gateway write, serving a router with the socket
+//! options every server wants ([`serve`]), and the reader of the agent's event
 //! stream ([`sse`]).
 
 pub mod sse;
@@ -30,6 +31,23 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets the
+/// requests in flight finish. Small answers and stream events go out as they
+/// are written: `TCP_NODELAY`, no Nagle wait behind an unacknowledged one
+/// (without it a pipelining client waited ~40 ms per answer).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Where the log lines go, which decides whether each carries a timestamp.
