@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_bedrockagentcore::error::DisplayErrorContext;
 use tools::signer::{
     CdpConfig, PaymentSigner, Redacted,
     agentcore::{AgentCoreConfig, AgentCorePayments, InstrumentWallet},
@@ -85,24 +84,13 @@ pub fn access_store(cfg: &Config, aws: &SdkConfig) -> Arc<dyn AccessStore> {
 pub async fn resolve_secret(secret: &Secret, aws: &SdkConfig) -> Result<SecretString, WiringError> {
     match secret {
         Secret::Value(v) => Ok(v.clone()),
-        Secret::Arn(arn) => {
-            let out = aws_sdk_secretsmanager::Client::new(aws)
-                .get_secret_value()
-                .secret_id(arn)
-                .send()
-                .await
-                .map_err(|e| WiringError::Secret {
-                    arn: arn.clone(),
-                    cause: DisplayErrorContext(&e).to_string(),
-                })?;
-            let value = out.secret_string().map(str::trim).filter(|s| !s.is_empty());
-            value
-                .map(SecretString::new)
-                .ok_or_else(|| WiringError::Secret {
-                    arn: arn.clone(),
-                    cause: "the secret has no string value".into(),
-                })
-        }
+        Secret::Arn(arn) => plumbing::secrets::secret_string(aws, arn)
+            .await
+            .map(SecretString::new)
+            .map_err(|e| WiringError::Secret {
+                arn: e.arn,
+                cause: e.cause,
+            }),
     }
 }
 

@@ -40,20 +40,9 @@ pub async fn state(cfg: &Config) -> Result<AppState, WiringError> {
         let secret = match &key.secret {
             SecretSource::Value(v) => v.clone(),
             SecretSource::Arn(arn) => {
-                aws_sdk_secretsmanager::Client::new(aws.as_ref().expect("loaded for the ARN"))
-                    .get_secret_value()
-                    .secret_id(arn)
-                    .send()
+                plumbing::secrets::secret_string(aws.as_ref().expect("loaded for the ARN"), arn)
                     .await
-                    .map_err(|e| {
-                        WiringError(format!(
-                            "reading CDP_API_KEY_SECRET_ARN: {}",
-                            aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-                        ))
-                    })?
-                    .secret_string()
-                    .map(str::to_owned)
-                    .ok_or_else(|| WiringError("CDP_API_KEY_SECRET_ARN holds no string".into()))?
+                    .map_err(|e| WiringError(format!("CDP_API_KEY_SECRET_ARN: {e}")))?
             }
         };
         facilitator = facilitator.with_auth(Arc::new(crate::aws::cdp_auth::CdpJwt::new(

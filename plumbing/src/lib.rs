@@ -4,6 +4,8 @@
 //! options every server wants ([`serve`]), and the reader of the agent's event
 //! stream ([`sse`]).
 
+#[cfg(feature = "aws")]
+pub mod secrets;
 pub mod sse;
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM, the signals a terminal, a
