@@ -46,7 +46,7 @@ use x402::{
 use self::{
     claiming::claim_payment,
     producing::{produce, unreserve},
-    settling::{conclude, decide_next, deliver, establish, head_if_unused, settle},
+    settling::{conclude, deliver, prove, settle},
 };
 use crate::{
     error::ApiError,
@@ -272,17 +272,13 @@ async fn sell_paid(
         }
         Claimed::Resume(held) => {
             // Find out what became of the earlier settlement first.
-            let t = Instant::now();
-            let onchain = establish(&sale, held.tx, false).await;
-            let head = head_if_unused(s, &onchain).await;
-            out.proof_ms += millis_since(t);
+            let (onchain, next) = prove(&sale, held.tx, false, out).await;
             let resettle = matches!(
                 onchain,
                 Onchain::Unused {
                     known: Known::None | Known::Reverted { .. }
                 }
             );
-            let next = decide_next(&sale, &onchain, head);
             if !(resettle && next == Next::Keep) {
                 return conclude(&sale, held, next, false, out).await;
             }

@@ -18,7 +18,6 @@ use crate::{
     chain::{Fate, Head},
     error::ApiError,
     settlement::{self, Expected, Judgement, Known, Next, Onchain},
-    state::AppState,
     store::PaymentState,
 };
 
@@ -51,11 +50,7 @@ pub(super) async fn settle(
     if !success {
         tracing::warn!(reason = %why, "settlement did not plainly succeed; asking the chain");
     }
-    let t = Instant::now();
-    let onchain = establish(sale, tx, success).await;
-    let head = head_if_unused(s, &onchain).await;
-    out.proof_ms += millis_since(t);
-    let next = decide_next(sale, &onchain, head);
+    let (onchain, next) = prove(sale, tx, success, out).await;
     if next == Next::Keep {
         out.reason = why;
     }
@@ -63,7 +58,28 @@ pub(super) async fn settle(
     conclude(sale, Held { tx, ..held }, next, told_failed, out).await
 }
 
-pub(super) fn decide_next(sale: &Sale<'_>, onchain: &Onchain, head: Option<Head>) -> Next {
+/// What the chain says about the payment ([`establish`]) and what to do
+/// about it ([`settlement::next`]); the time spent is the request's proof
+/// time. The head is read only when the nonce is unused: nothing else needs
+/// the clock.
+pub(super) async fn prove(
+    sale: &Sale<'_>,
+    tx: Option<B256>,
+    reported_mined: bool,
+    out: &mut Outcome,
+) -> (Onchain, Next) {
+    let t = Instant::now();
+    let onchain = establish(sale, tx, reported_mined).await;
+    let head = match onchain {
+        Onchain::Unused { .. } => sale.s.chain.head().await.ok(),
+        _ => None,
+    };
+    out.proof_ms += millis_since(t);
+    let next = decide_next(sale, &onchain, head);
+    (onchain, next)
+}
+
+fn decide_next(sale: &Sale<'_>, onchain: &Onchain, head: Option<Head>) -> Next {
     let (s, p) = (sale.s, sale.payment);
     match head {
         Some(head) => settlement::next(onchain, p.valid_before, head, s.confirmations),
@@ -77,13 +93,6 @@ pub(super) fn decide_next(sale: &Sale<'_>, onchain: &Onchain, head: Option<Head>
             },
             u64::MAX,
         ),
-    }
-}
-
-pub(super) async fn head_if_unused(s: &AppState, onchain: &Onchain) -> Option<Head> {
-    match onchain {
-        Onchain::Unused { .. } => s.chain.head().await.ok(),
-        _ => None,
     }
 }
 
@@ -197,7 +206,7 @@ pub(super) async fn conclude(
 /// the facilitator named, if any), else from the `AuthorizationUsed` log.
 /// `reported_mined`: the facilitator said `tx` succeeded, so its receipt is
 /// read a few times before it is taken as not mined.
-pub(super) async fn establish(sale: &Sale<'_>, tx: Option<B256>, reported_mined: bool) -> Onchain {
+async fn establish(sale: &Sale<'_>, tx: Option<B256>, reported_mined: bool) -> Onchain {
     let Sale { s, payment, .. } = sale;
     let expected = Expected {
         payer: payment.payer,
