@@ -248,10 +248,8 @@ fn payment_nonce(headers: &http::HeaderMap) -> Option<String> {
         .or_else(|| headers.get(wire::X_PAYMENT))?
         .to_str()
         .ok()?;
-    let v: Value = wire::decode_header(h).ok()?;
-    v.pointer("/payload/authorization/nonce")?
-        .as_str()
-        .map(str::to_lowercase)
+    let payment = wire::decode_payment(h).ok()?;
+    Some(format!("{:#x}", payment.exact().authorization.nonce))
 }
 
 /// The gateway's model, failing where the plan says; for a cheating
@@ -276,16 +274,10 @@ struct Cheats {
 
 const ADV_MARK: &str = "adversary number ";
 
-/// `k` in a prompt "... adversary number {k} ...".
-fn adversary_index(prompt: &str) -> Option<u64> {
-    let rest = &prompt[prompt.find(ADV_MARK)? + ADV_MARK.len()..];
-    rest.split_whitespace().next()?.parse().ok()
-}
-
 #[async_trait]
 impl Generator for FlakyModel {
     async fn image(&self, job: &ImageJob) -> Result<GeneratedImage, GenerationError> {
-        let adversary = adversary_index(&job.prompt);
+        let adversary = request_index(&job.prompt, ADV_MARK);
         if let Some(k) = adversary {
             let burn = self.cheats.burns.lock().unwrap().remove(&k);
             if let (Some((key, nonce, how)), Some(stack)) = (burn, &self.cheats.stack) {

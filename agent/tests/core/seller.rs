@@ -205,12 +205,8 @@ impl TestSeller {
                         .get("payment-signature")
                         .or_else(|| h.get("x-payment"))
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| x402::wire::decode_header::<serde_json::Value>(v).ok())
-                        .and_then(|v| {
-                            v.pointer("/payload/authorization/nonce")
-                                .and_then(|n| n.as_str())
-                                .map(str::to_lowercase)
-                        })
+                        .and_then(|v| x402::wire::decode_payment(v).ok())
+                        .map(|p| format!("{:#x}", p.exact().authorization.nonce))
                         .unwrap_or_default();
                     counter.nonces.lock().unwrap().insert(nonce);
                     let refuse = || {

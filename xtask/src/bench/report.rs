@@ -98,13 +98,10 @@ fn busy(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |b| format!("{:.0}%", b * 100.0))
 }
 
+/// The median of values that all exist ([`Spread::of`]), else `None`.
 fn median_f64(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
-    let mut v: Vec<f64> = v.collect::<Option<_>>()?;
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    Some(v[v.len() / 2])
+    let v: Vec<f64> = v.collect::<Option<_>>()?;
+    (!v.is_empty()).then(|| Spread::of(&v).median)
 }
 
 fn median_duration(v: impl Iterator<Item = Duration>) -> Duration {
