@@ -4,6 +4,7 @@
 //! options every server wants ([`serve`]), and the reader of the agent's event
 //! stream ([`sse`]).
 
+pub mod env;
 #[cfg(feature = "aws")]
 pub mod secrets;
 pub mod sse;
