@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use plumbing::env::{Env, Problems};
+
 use crate::authorize::Authorizer;
 use crate::jwks::{HttpJwks, JwksError};
 use crate::token::Expected;
@@ -16,23 +18,22 @@ pub struct Config {
     pub region: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("missing required environment variable {0}")]
-pub struct MissingVar(&'static str);
-
 impl Config {
-    pub fn from_env() -> Result<Self, MissingVar> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+    pub fn from_env() -> Result<Self, Problems> {
+        Self::read(Env::process())
     }
 
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, MissingVar> {
-        let required =
-            |k: &'static str| get(k).filter(|v| !v.trim().is_empty()).ok_or(MissingVar(k));
-        Ok(Self {
-            user_pool_id: required("COGNITO_USER_POOL_ID")?,
-            client_id: required("COGNITO_CLIENT_ID")?,
-            region: required("AWS_REGION")?,
-        })
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Problems> {
+        Self::read(Env::new(get))
+    }
+
+    fn read(mut env: Env<'_>) -> Result<Self, Problems> {
+        let config = Self {
+            user_pool_id: env.required("COGNITO_USER_POOL_ID", "the Cognito user pool"),
+            client_id: env.required("COGNITO_CLIENT_ID", "the browser app client"),
+            region: env.required("AWS_REGION", "the pool's region"),
+        };
+        env.finish().map(|()| config)
     }
 
     pub fn expected(&self) -> Expected {
@@ -66,8 +67,12 @@ mod tests {
         );
         let err = Config::from_lookup(|_| None).unwrap_err();
         assert_eq!(
-            err.to_string(),
-            "missing required environment variable COGNITO_USER_POOL_ID"
+            err.0,
+            [
+                "COGNITO_USER_POOL_ID is required (the Cognito user pool)",
+                "COGNITO_CLIENT_ID is required (the browser app client)",
+                "AWS_REGION is required (the pool's region)",
+            ]
         );
     }
 }

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use plumbing::env::{Env, Problems};
+
 use crate::callback::ApiGatewaySink;
 use crate::connections::DynamoConnections;
 use crate::handler::Handler;
@@ -19,24 +21,23 @@ pub struct Config {
     pub callback_url: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("missing required environment variable {0}")]
-pub struct MissingVar(&'static str);
-
 impl Config {
-    pub fn from_env() -> Result<Self, MissingVar> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+    pub fn from_env() -> Result<Self, Problems> {
+        Self::read(Env::process())
     }
 
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, MissingVar> {
-        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let required = |k: &'static str| get(k).ok_or(MissingVar(k));
-        Ok(Self {
-            connections_table: required("CONNECTIONS_TABLE")?,
-            agent_runtime_arn: required("AGENT_RUNTIME_ARN")?,
-            agent_runtime_qualifier: get("AGENT_RUNTIME_QUALIFIER"),
-            callback_url: get("WEBSOCKET_CALLBACK_URL"),
-        })
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Problems> {
+        Self::read(Env::new(get))
+    }
+
+    fn read(mut env: Env<'_>) -> Result<Self, Problems> {
+        let config = Self {
+            connections_table: env.required("CONNECTIONS_TABLE", "the table of open connections"),
+            agent_runtime_arn: env.required("AGENT_RUNTIME_ARN", "the runtime to invoke"),
+            agent_runtime_qualifier: env.opt("AGENT_RUNTIME_QUALIFIER"),
+            callback_url: env.opt("WEBSOCKET_CALLBACK_URL"),
+        };
+        env.finish().map(|()| config)
     }
 
     /// The handler wired to the real AWS clients built from `sdk`.
@@ -75,8 +76,11 @@ mod tests {
         assert_eq!(c.callback_url, None);
         let err = Config::from_lookup(|_| None).unwrap_err();
         assert_eq!(
-            err.to_string(),
-            "missing required environment variable CONNECTIONS_TABLE"
+            err.0,
+            [
+                "CONNECTIONS_TABLE is required (the table of open connections)",
+                "AGENT_RUNTIME_ARN is required (the runtime to invoke)",
+            ]
         );
     }
 }
