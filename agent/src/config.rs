@@ -10,11 +10,16 @@
 //! (`# ---- Agent ----`). Secrets (`BUYER_PRIVATE_KEY`, `CDP_API_KEY_SECRET`,
 //! `CDP_WALLET_SECRET`) may be given by value or, in AWS, as a Secrets Manager
 //! ARN in `<NAME>_SECRET_ARN` (what the CDK stack passes); they are wrapped in
-//! [`Secret`], whose `Debug` never prints the value.
+//! [`Secret`] (`secrecy`'s `SecretString`), whose `Debug` never prints the
+//! value.
 
 use std::{fmt, net::IpAddr, path::PathBuf, str::FromStr};
 
 use alloy::primitives::Address;
+/// A secret setting (by value or Secrets Manager ARN; resolved at start-up
+/// by `wiring`) and its value, which `Debug` never prints.
+pub use plumbing::secrets::{Secret, SecretString};
+use plumbing::secrets::ExposeSecret as _;
 use x402::{Network, Usdc};
 
 /// Claude Sonnet 4.5 through the US cross-region inference profile.
@@ -143,45 +148,8 @@ pub struct MoneyConfig {
     pub max_payment_timeout_seconds: u64,
 }
 
-/// A secret setting: by value (local) or by Secrets Manager ARN (AWS).
-#[derive(Clone, PartialEq, Eq)]
-pub enum Secret {
-    Value(SecretString),
-    /// Resolved at start-up by `wiring` (Secrets Manager `GetSecretValue`).
-    Arn(String),
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Secret::Value(_) => f.write_str("Secret::Value([redacted])"),
-            Secret::Arn(arn) => write!(f, "Secret::Arn({arn})"),
-        }
-    }
-}
-
-/// A string that never appears in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretString(String);
-
-impl SecretString {
-    pub fn new(s: impl Into<String>) -> Self {
-        SecretString(s.into())
-    }
-    /// The value, for handing to the signer. Never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
 /// Who signs the EIP-3009 authorizations (`SIGNER`, default `local`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum SignerConfig {
     /// `BUYER_PRIVATE_KEY` (or `BUYER_PRIVATE_KEY_SECRET_ARN`).
     Local { private_key: Secret },
@@ -540,7 +508,7 @@ impl Reader<'_> {
             format!("{key}_SECRET_ARN")
         };
         match (self.opt(key), self.opt(&arn_key)) {
-            (Some(v), None) => Secret::Value(SecretString(v)),
+            (Some(v), None) => Secret::Value(v.into()),
             (None, Some(arn)) if arn.starts_with("arn:") => Secret::Arn(arn),
             (None, Some(_)) => {
                 self.problem(format!("{arn_key} must be a Secrets Manager ARN (arn:...)"));
@@ -562,7 +530,8 @@ impl Reader<'_> {
             None | Some("local") => {
                 let private_key = self.secret("BUYER_PRIVATE_KEY");
                 if let Secret::Value(k) = &private_key {
-                    let hex = k.0.strip_prefix("0x").unwrap_or(&k.0);
+                    let k = k.expose_secret();
+                    let hex = k.strip_prefix("0x").unwrap_or(k);
                     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                         // Never echo the value: it is a key, even when malformed.
                         self.problem(
@@ -777,6 +746,33 @@ mod tests {
             !format!("{ok:?}").contains(&KEY[2..]),
             "Debug leaks the key"
         );
+    }
+
+    #[test]
+    fn cdp_secrets_given_by_value_stay_out_of_debug() {
+        let mut env = minimal();
+        env.retain(|(k, _)| *k != "BUYER_PRIVATE_KEY");
+        env.extend([
+            ("SIGNER", "cdp-export"),
+            ("CDP_API_KEY_ID", "key-id"),
+            ("CDP_API_KEY_SECRET", "api-s3cr3t"),
+            ("CDP_WALLET_SECRET", "wallet-s3cr3t"),
+            ("CDP_ACCOUNT_NAME", "agent"),
+        ]);
+        let c = cfg(&env).unwrap();
+        let SignerConfig::Cdp {
+            export: true,
+            api_key_secret: Secret::Value(api),
+            wallet_secret: Secret::Value(wallet),
+            ..
+        } = &c.signer
+        else {
+            panic!("{:?}", c.signer)
+        };
+        assert_eq!(api.expose_secret(), "api-s3cr3t");
+        assert_eq!(wallet.expose_secret(), "wallet-s3cr3t");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cr3t"), "Debug leaks a secret: {debug}");
     }
 
     #[test]

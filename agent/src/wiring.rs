@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use tools::signer::{
-    CdpConfig, PaymentSigner, Redacted,
+    CdpConfig, PaymentSigner,
     agentcore::{AgentCoreConfig, AgentCorePayments, InstrumentWallet},
 };
 
@@ -82,16 +82,13 @@ pub fn access_store(cfg: &Config, aws: &SdkConfig) -> Arc<dyn AccessStore> {
 /// A secret's value: given directly, or read once from Secrets Manager
 /// (`SecretString` of the secret). The value is never logged.
 pub async fn resolve_secret(secret: &Secret, aws: &SdkConfig) -> Result<SecretString, WiringError> {
-    match secret {
-        Secret::Value(v) => Ok(v.clone()),
-        Secret::Arn(arn) => plumbing::secrets::secret_string(aws, arn)
-            .await
-            .map(SecretString::new)
-            .map_err(|e| WiringError::Secret {
-                arn: e.arn,
-                cause: e.cause,
-            }),
-    }
+    secret
+        .resolve(aws)
+        .await
+        .map_err(|e| WiringError::Secret {
+            arn: e.arn,
+            cause: e.cause,
+        })
 }
 
 /// Server limits from the configuration.
@@ -144,7 +141,7 @@ pub async fn signer(cfg: &Config, aws: &SdkConfig) -> Result<Arc<dyn PaymentSign
     let tools_cfg = match &cfg.signer {
         SignerConfig::Local { private_key } => {
             let key = resolve_secret(private_key, aws).await?;
-            tools::signer::SignerConfig::Local(Redacted(key.expose().to_owned()))
+            tools::signer::SignerConfig::Local(key)
         }
         SignerConfig::Cdp {
             export,
@@ -155,14 +152,8 @@ pub async fn signer(cfg: &Config, aws: &SdkConfig) -> Result<Arc<dyn PaymentSign
         } => {
             let c = CdpConfig {
                 api_key_id: api_key_id.clone(),
-                api_key_secret: resolve_secret(api_key_secret, aws)
-                    .await?
-                    .expose()
-                    .to_owned(),
-                wallet_secret: resolve_secret(wallet_secret, aws)
-                    .await?
-                    .expose()
-                    .to_owned(),
+                api_key_secret: resolve_secret(api_key_secret, aws).await?,
+                wallet_secret: resolve_secret(wallet_secret, aws).await?,
                 account_name: account_name.clone(),
                 base_url: std::env::var("CDP_BASE_URL")
                     .unwrap_or_else(|_| cdp_sdk::CDP_BASE_URL.to_owned()),

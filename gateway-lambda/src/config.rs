@@ -4,6 +4,7 @@
 use std::{net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use alloy::primitives::Address;
+use plumbing::secrets::Secret;
 use x402::{Network, Usdc};
 
 use crate::{payment::Seller, pricing::ImagePrices};
@@ -56,27 +57,13 @@ pub struct Config {
     pub confirmations: u64,
 }
 
-#[derive(Clone)]
+/// `Debug` shows the id and an ARN, never a secret's value.
+#[derive(Clone, Debug)]
 pub struct CdpKey {
     pub id: String,
     /// The secret itself (`CDP_API_KEY_SECRET`) or, in AWS, the Secrets
     /// Manager ARN holding it (`CDP_API_KEY_SECRET_ARN`), read at start-up.
-    pub secret: SecretSource,
-}
-
-#[derive(Clone)]
-pub enum SecretSource {
-    Value(String),
-    Arn(String),
-}
-
-impl std::fmt::Debug for CdpKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CdpKey")
-            .field("id", &self.id)
-            .field("secret", &"<redacted>")
-            .finish()
-    }
+    pub secret: Secret,
 }
 
 /// The public testnet facilitator (no key needed).
@@ -156,8 +143,8 @@ impl Config {
             Network::Base => "https://mainnet.base.org",
         };
         let secret = match (get("CDP_API_KEY_SECRET"), get("CDP_API_KEY_SECRET_ARN")) {
-            (Some(v), None) => Some(SecretSource::Value(v)),
-            (None, Some(arn)) => Some(SecretSource::Arn(arn)),
+            (Some(v), None) => Some(Secret::Value(v.into())),
+            (None, Some(arn)) => Some(Secret::Arn(arn)),
             (None, None) => None,
             (Some(_), Some(_)) => {
                 problems.push("set CDP_API_KEY_SECRET or CDP_API_KEY_SECRET_ARN, not both".into());

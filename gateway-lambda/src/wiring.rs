@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
+use plumbing::secrets::{ExposeSecret as _, Secret};
 use x402::facilitator::{Facilitator, HttpFacilitator};
 
 use crate::{
     chain::RpcChain,
-    config::{Backend, CdpKey, Config, SecretSource, Storage},
+    config::{Backend, CdpKey, Config, Storage},
     generate::{Generator, LocalGenerator},
     payment::Seller,
     state::AppState,
@@ -25,7 +26,7 @@ pub async fn state(cfg: &Config) -> Result<AppState, WiringError> {
     ) || matches!(
         &cfg.cdp,
         Some(CdpKey {
-            secret: SecretSource::Arn(_),
+            secret: Secret::Arn(_),
             ..
         })
     );
@@ -38,16 +39,16 @@ pub async fn state(cfg: &Config) -> Result<AppState, WiringError> {
         HttpFacilitator::new(cfg.facilitator_url.clone(), cfg.facilitator_timeout);
     if let Some(key) = &cfg.cdp {
         let secret = match &key.secret {
-            SecretSource::Value(v) => v.clone(),
-            SecretSource::Arn(arn) => {
-                plumbing::secrets::secret_string(aws.as_ref().expect("loaded for the ARN"), arn)
-                    .await
-                    .map_err(|e| WiringError(format!("CDP_API_KEY_SECRET_ARN: {e}")))?
-            }
+            Secret::Value(v) => v.clone(),
+            Secret::Arn(_) => key
+                .secret
+                .resolve(aws.as_ref().expect("loaded for the ARN"))
+                .await
+                .map_err(|e| WiringError(format!("CDP_API_KEY_SECRET_ARN: {e}")))?,
         };
         facilitator = facilitator.with_auth(Arc::new(crate::aws::cdp_auth::CdpJwt::new(
             key.id.clone(),
-            secret,
+            secret.expose_secret().to_owned(),
         )));
     }
     let generator: Arc<dyn Generator> = match &cfg.backend {

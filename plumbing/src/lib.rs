@@ -2,10 +2,10 @@
 //! the shutdown signal a server or supervisor waits for, the JSON log lines
 //! the Lambdas and the gateway write, serving a router with the socket
 //! options every server wants ([`serve`]), and the reader of the agent's event
-//! stream ([`sse`]).
+//! stream ([`sse`]), one environment reader ([`env`]), and the one secret
+//! type with its Secrets Manager lookup ([`secrets`]).
 
 pub mod env;
-#[cfg(feature = "aws")]
 pub mod secrets;
 pub mod sse;
 

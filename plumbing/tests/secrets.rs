@@ -1,5 +1,7 @@
 //! Secrets Manager lookups against the local stack's moto.
 
+use plumbing::secrets::{ExposeSecret as _, Secret};
+
 #[tokio::test]
 async fn a_secret_is_read_by_arn_and_a_missing_one_is_named_without_a_value() {
     let stack = testkit::Stack::load().expect("this test needs the local stack (moto)");
@@ -14,10 +16,16 @@ async fn a_secret_is_read_by_arn_and_a_missing_one_is_named_without_a_value() {
         .unwrap();
     let arn = created.arn().unwrap();
     assert_eq!(
-        plumbing::secrets::secret_string(&aws, arn).await.unwrap(),
+        plumbing::secrets::secret_string(&aws, arn)
+            .await
+            .unwrap()
+            .expose_secret(),
         "s3cr3t-value",
         "trimmed"
     );
+    let by_arn = Secret::Arn(arn.to_owned()).resolve(&aws).await.unwrap();
+    assert_eq!(by_arn.expose_secret(), "s3cr3t-value");
+    assert!(!format!("{by_arn:?}").contains("s3cr3t"));
 
     let missing = format!("{arn}-missing");
     let e = plumbing::secrets::secret_string(&aws, &missing)

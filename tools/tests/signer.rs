@@ -26,6 +26,7 @@ use axum::{
     routing::{get, post},
 };
 use base64::Engine as _;
+use plumbing::secrets::ExposeSecret as _;
 use serde_json::{Value, json};
 use tools::signer::{
     CdpConfig, CdpExportedSigner, CdpSigner, KmsSigner, PaymentSigner, SignerError,
@@ -94,8 +95,8 @@ fn credentials(
         Credentials {
             config: CdpConfig {
                 api_key_id: "organizations/test/apiKeys/key-1".into(),
-                api_key_secret: B64.encode(api_secret),
-                wallet_secret: B64.encode(wallet_der.as_bytes()),
+                api_key_secret: B64.encode(api_secret).into(),
+                wallet_secret: B64.encode(wallet_der.as_bytes()).into(),
                 account_name: "x402-agent-test".into(),
                 base_url: format!("{base_url}/platform"),
             },
@@ -313,8 +314,8 @@ async fn cdp_signs_typed_data_remotely_and_creates_the_account_if_missing() {
         signer.sign_transfer_authorization(&other, &domain()).await,
         Err(SignerError::WrongSigner { .. })
     ));
-    assert!(!format!("{cfg:?}").contains(&cfg.api_key_secret));
-    assert!(!format!("{cfg:?}").contains(&cfg.wallet_secret));
+    assert!(!format!("{cfg:?}").contains(cfg.api_key_secret.expose_secret()));
+    assert!(!format!("{cfg:?}").contains(cfg.wallet_secret.expose_secret()));
 }
 
 /// A `tracing` writer into a shared buffer.
@@ -369,7 +370,11 @@ async fn the_exported_key_signs_locally_and_never_shows_in_logs_or_debug() {
     tracing::info!(?signer, "signer ready");
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(text.contains("signer ready"), "the capture works");
-    for secret in [key_hex.as_str(), &cfg.api_key_secret, &cfg.wallet_secret] {
+    for secret in [
+        key_hex.as_str(),
+        cfg.api_key_secret.expose_secret(),
+        cfg.wallet_secret.expose_secret(),
+    ] {
         assert!(!text.contains(secret), "a secret reached the logs");
     }
 }

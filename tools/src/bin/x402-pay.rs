@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 use tools::{
     client::{ClientError, PaidRequest, X402Client},
     policy::{self, Limits, PaymentPolicy},
-    signer::{self, CdpConfig, Redacted, SignerConfig},
+    signer::{self, CdpConfig, SignerConfig},
 };
 use x402::{Network, Usdc};
 
@@ -95,14 +95,14 @@ async fn signer_config() -> Result<SignerConfig> {
     let cdp = || -> Result<CdpConfig> {
         Ok(CdpConfig {
             api_key_id: need("CDP_API_KEY_ID")?,
-            api_key_secret: need("CDP_API_KEY_SECRET")?,
-            wallet_secret: need("CDP_WALLET_SECRET")?,
+            api_key_secret: need("CDP_API_KEY_SECRET")?.into(),
+            wallet_secret: need("CDP_WALLET_SECRET")?.into(),
             account_name: env("CDP_ACCOUNT_NAME").unwrap_or_else(|| "x402-agent".into()),
             base_url: env("CDP_BASE_URL").unwrap_or_else(|| cdp_sdk::CDP_BASE_URL.into()),
         })
     };
     Ok(match env("SIGNER").as_deref().unwrap_or("local") {
-        "local" => SignerConfig::Local(Redacted(need("BUYER_PRIVATE_KEY")?)),
+        "local" => SignerConfig::Local(need("BUYER_PRIVATE_KEY")?.into()),
         "cdp" => SignerConfig::Cdp(cdp()?),
         "cdp-export" => SignerConfig::CdpExport(cdp()?),
         "kms" => SignerConfig::Kms {

@@ -23,30 +23,21 @@ use alloy::{
 use async_trait::async_trait;
 use base64::Engine as _;
 use cdp_sdk::{Client, auth::WalletAuth, types};
+use plumbing::secrets::{ExposeSecret as _, SecretString};
 use x402::eip3009::{self, Authorization};
 use zeroize::Zeroizing;
 
 use super::{LocalSigner, PaymentSigner, SignerError};
 
 /// Credentials and account of a CDP server wallet. `Debug` redacts secrets.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct CdpConfig {
     pub api_key_id: String,
-    pub api_key_secret: String,
-    pub wallet_secret: String,
+    pub api_key_secret: SecretString,
+    pub wallet_secret: SecretString,
     pub account_name: String,
     /// `https://api.cdp.coinbase.com/platform` unless overridden (tests).
     pub base_url: String,
-}
-
-impl std::fmt::Debug for CdpConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CdpConfig")
-            .field("api_key_id", &self.api_key_id)
-            .field("account_name", &self.account_name)
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
-    }
 }
 
 fn remote(e: impl std::fmt::Display) -> SignerError {
@@ -57,8 +48,8 @@ fn remote(e: impl std::fmt::Display) -> SignerError {
 async fn connect(cfg: &CdpConfig) -> Result<(Client, Address), SignerError> {
     let auth = WalletAuth::builder()
         .api_key_id(cfg.api_key_id.clone())
-        .api_key_secret(cfg.api_key_secret.clone())
-        .wallet_secret(cfg.wallet_secret.clone())
+        .api_key_secret(cfg.api_key_secret.expose_secret().to_owned())
+        .wallet_secret(cfg.wallet_secret.expose_secret().to_owned())
         .build()
         .map_err(|e| SignerError::Config(format!("CDP credentials: {e}")))?;
     let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())

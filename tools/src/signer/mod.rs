@@ -28,6 +28,7 @@ use alloy::{
     sol_types::Eip712Domain,
 };
 use async_trait::async_trait;
+use plumbing::secrets::{ExposeSecret as _, SecretString};
 use x402::eip3009::Authorization;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +67,7 @@ pub trait PaymentSigner: Send + Sync + std::fmt::Debug {
 #[derive(Clone, Debug)]
 pub enum SignerConfig {
     /// `BUYER_PRIVATE_KEY` (redacted in `Debug`).
-    Local(Redacted),
+    Local(SecretString),
     Cdp(CdpConfig),
     CdpExport(CdpConfig),
     /// `KMS_KEY_ID` (id, ARN or alias) and the AWS configuration to reach it.
@@ -76,21 +77,11 @@ pub enum SignerConfig {
     },
 }
 
-/// A secret string whose `Debug` never shows it.
-#[derive(Clone)]
-pub struct Redacted(pub String);
-
-impl std::fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
 /// Builds the configured signer (remote ones connect and resolve their
 /// address now, so a misconfiguration stops start-up, not the first payment).
 pub async fn from_config(cfg: SignerConfig) -> Result<Arc<dyn PaymentSigner>, SignerError> {
     Ok(match cfg {
-        SignerConfig::Local(key) => Arc::new(LocalSigner::from_hex(&key.0)?),
+        SignerConfig::Local(key) => Arc::new(LocalSigner::from_hex(key.expose_secret())?),
         SignerConfig::Cdp(c) => Arc::new(CdpSigner::connect(&c).await?),
         SignerConfig::CdpExport(c) => Arc::new(CdpExportedSigner::connect(&c).await?),
         SignerConfig::Kms { key_id, aws } => {
