@@ -120,11 +120,7 @@ impl PaymentSigner for CdpSigner {
         auth: &Authorization,
         domain: &Eip712Domain,
     ) -> Result<Signature, SignerError> {
-        if auth.from != self.address {
-            return Err(SignerError::WrongSigner {
-                expected: auth.from,
-            });
-        }
+        super::ensure_payer(auth, self.address)?;
         let typed: types::Eip712Message =
             serde_json::from_value(eip3009::typed_data_json(auth, domain))
                 .map_err(|e| SignerError::Config(format!("typed data: {e}")))?;

@@ -2,16 +2,18 @@
 //!
 //! Written on `aws-sdk-kms` directly rather than `alloy-signer-aws`: that
 //! crate pins `aws-smithy-types =1.6.1`, which conflicts with the AWS SDK
-//! versions the rest of the workspace uses. The work is small:
-//! - `GetPublicKey` returns a DER `SubjectPublicKeyInfo`; its last 65 bytes
-//!   are the uncompressed secp256k1 point, whose Keccak hash gives the address.
+//! versions the rest of the workspace uses. The work is small, and the
+//! encodings are read with `k256` (the secp256k1 crate alloy itself uses):
+//! - `GetPublicKey` returns a DER `SubjectPublicKeyInfo` holding the
+//!   secp256k1 point, whose Keccak hash (uncompressed, without the `04`
+//!   tag) gives the address.
 //! - `Sign` (`MessageType::Digest`, `ECDSA_SHA_256`) over the EIP-712 digest
 //!   returns a DER `(r, s)`. Ethereum wants low-s (EIP-2) and a recovery id,
 //!   which KMS does not give: normalise s, then try both parities and keep
 //!   the one that recovers to the key's address.
 
 use alloy::{
-    primitives::{Address, B256, Signature, U256, keccak256},
+    primitives::{Address, B256, Signature, U256},
     sol_types::Eip712Domain,
 };
 use async_trait::async_trait;
@@ -20,15 +22,10 @@ use aws_sdk_kms::{
     primitives::Blob,
     types::{MessageType, SigningAlgorithmSpec},
 };
+use k256::{elliptic_curve::sec1::ToEncodedPoint as _, pkcs8::DecodePublicKey as _};
 use x402::eip3009::Authorization;
 
 use super::{PaymentSigner, SignerError};
-
-/// secp256k1 group order n, and n/2 (the low-s bound).
-const SECP256K1_N: U256 = U256::from_be_slice(&[
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
-    0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41,
-]);
 
 pub struct KmsSigner {
     client: Client,
@@ -85,11 +82,6 @@ impl KmsSigner {
             .ok_or_else(|| remote("no signature"))?
             .as_ref();
         let (r, s) = parse_der_signature(der)?;
-        let s = if s > SECP256K1_N >> 1 {
-            SECP256K1_N - s
-        } else {
-            s
-        };
         for parity in [false, true] {
             let sig = Signature::new(r, s, parity);
             if sig.recover_address_from_prehash(&digest).ok() == Some(self.address) {
@@ -102,38 +94,23 @@ impl KmsSigner {
     }
 }
 
-/// The address of a DER `SubjectPublicKeyInfo` holding an uncompressed
-/// secp256k1 point (`04 || x || y`, the last 65 bytes).
+/// The address of a DER `SubjectPublicKeyInfo` holding a secp256k1 point.
 pub fn address_from_spki(der: &[u8]) -> Result<Address, SignerError> {
-    if der.len() < 65 || der[der.len() - 65] != 0x04 {
-        return Err(remote("public key is not an uncompressed EC point"));
-    }
-    let point = &der[der.len() - 64..];
-    Ok(Address::from_slice(&keccak256(point)[12..]))
+    let key = k256::PublicKey::from_public_key_der(der)
+        .map_err(|e| remote(format!("public key is not a secp256k1 key: {e}")))?;
+    let point = key.to_encoded_point(false);
+    // `04 || x || y`: the address hashes `x || y`.
+    Ok(Address::from_raw_public_key(&point.as_bytes()[1..]))
 }
 
-/// `SEQUENCE { INTEGER r, INTEGER s }` (short-form lengths: an ECDSA
-/// secp256k1 signature is at most 72 bytes).
+/// `(r, s)` of a DER `SEQUENCE { INTEGER r, INTEGER s }`, with s made low
+/// (EIP-2: s <= n/2; KMS may return either twin).
 pub fn parse_der_signature(der: &[u8]) -> Result<(U256, U256), SignerError> {
-    let bad = || remote("malformed DER signature");
-    let int = |b: &[u8]| -> Result<(U256, usize), SignerError> {
-        if b.len() < 2 || b[0] != 0x02 {
-            return Err(bad());
-        }
-        let len = usize::from(b[1]);
-        let v = b.get(2..2 + len).ok_or_else(bad)?;
-        let v = if v.first() == Some(&0) { &v[1..] } else { v };
-        if v.len() > 32 {
-            return Err(bad());
-        }
-        Ok((U256::from_be_slice(v), 2 + len))
-    };
-    if der.len() < 2 || der[0] != 0x30 || usize::from(der[1]) != der.len() - 2 {
-        return Err(bad());
-    }
-    let (r, n) = int(&der[2..])?;
-    let (s, _) = int(&der[2 + n..])?;
-    Ok((r, s))
+    let sig = k256::ecdsa::Signature::from_der(der)
+        .map_err(|_| remote("malformed DER signature"))?;
+    let sig = sig.normalize_s().unwrap_or(sig);
+    let (r, s) = sig.split_bytes();
+    Ok((U256::from_be_slice(&r), U256::from_be_slice(&s)))
 }
 
 #[async_trait]
@@ -147,11 +124,7 @@ impl PaymentSigner for KmsSigner {
         auth: &Authorization,
         domain: &Eip712Domain,
     ) -> Result<Signature, SignerError> {
-        if auth.from != self.address {
-            return Err(SignerError::WrongSigner {
-                expected: auth.from,
-            });
-        }
+        super::ensure_payer(auth, self.address)?;
         self.sign_digest(auth.signing_hash(domain)).await
     }
 
@@ -176,5 +149,49 @@ mod tests {
         assert_eq!(s, U256::from(0x0102));
         assert!(parse_der_signature(&[0x30, 1, 0]).is_err());
         assert!(parse_der_signature(&[]).is_err());
+    }
+
+    /// secp256k1's group order n.
+    const N: &str = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141";
+
+    fn der(r: U256, s: U256) -> Vec<u8> {
+        let int = |v: U256| {
+            let mut b = v.to_be_bytes::<32>().to_vec();
+            while b.len() > 1 && b[0] == 0 && b[1] & 0x80 == 0 {
+                b.remove(0);
+            }
+            if b[0] & 0x80 != 0 {
+                b.insert(0, 0);
+            }
+            let mut out = vec![0x02, u8::try_from(b.len()).unwrap()];
+            out.extend(b);
+            out
+        };
+        let mut inner = int(r);
+        inner.extend(int(s));
+        let mut out = vec![0x30, u8::try_from(inner.len()).unwrap()];
+        out.extend(inner);
+        out
+    }
+
+    #[test]
+    fn a_high_s_is_made_low() {
+        let n = U256::from_str_radix(N, 16).unwrap();
+        let (r, low) = (U256::from(7u64), U256::from(0x0102u64));
+        assert_eq!(parse_der_signature(&der(r, n - low)).unwrap(), (r, low));
+        assert_eq!(parse_der_signature(&der(r, low)).unwrap(), (r, low));
+    }
+
+    #[test]
+    fn the_address_is_the_keccak_of_the_spki_point() {
+        // DER `SubjectPublicKeyInfo` prefix for an uncompressed secp256k1 point.
+        const SPKI_SECP256K1: &str = "3056301006072a8648ce3d020106052b8104000a034200";
+        let key = alloy::signers::local::PrivateKeySigner::random();
+        let point = key.credential().verifying_key().to_encoded_point(false);
+        let mut der = alloy::hex::decode(SPKI_SECP256K1).unwrap();
+        der.extend_from_slice(point.as_bytes());
+        assert_eq!(address_from_spki(&der).unwrap(), key.address());
+        der.truncate(der.len() - 1);
+        assert!(address_from_spki(&der).is_err());
     }
 }

@@ -50,11 +50,7 @@ impl PaymentSigner for LocalSigner {
         auth: &Authorization,
         domain: &Eip712Domain,
     ) -> Result<Signature, SignerError> {
-        if auth.from != self.address() {
-            return Err(SignerError::WrongSigner {
-                expected: auth.from,
-            });
-        }
+        super::ensure_payer(auth, self.address())?;
         self.key
             .sign_hash_sync(&auth.signing_hash(domain))
             .map_err(|e| SignerError::Remote(e.to_string()))

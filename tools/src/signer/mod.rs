@@ -63,6 +63,18 @@ pub trait PaymentSigner: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> &'static str;
 }
 
+/// The refusal every signer gives first: it signs only for its own address
+/// (`auth.from`), whatever it is asked.
+pub(crate) fn ensure_payer(auth: &Authorization, signer: Address) -> Result<(), SignerError> {
+    if auth.from == signer {
+        Ok(())
+    } else {
+        Err(SignerError::WrongSigner {
+            expected: auth.from,
+        })
+    }
+}
+
 /// Which signer to build (`SIGNER=local|cdp|cdp-export|kms`).
 #[derive(Clone, Debug)]
 pub enum SignerConfig {
