@@ -19,58 +19,15 @@ use alloy::{
     providers::{Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
-use async_trait::async_trait;
 use gateway_lambda::store::{FileStore, PaymentKey, PaymentRecord, PaymentStore};
 use serde_json::{Value, json};
 use support::*;
+use testkit::facilitator::{Faulty, Route};
 use tokio::sync::Mutex;
-use x402::{
-    facilitator::{Facilitator, FacilitatorError, HttpFacilitator},
-    wire::{self, PaymentPayload, Requirements, SettleResponse, Supported, VerifyResponse},
-};
+use x402::wire;
 
 /// The tests here switch automine off for the whole chain: one at a time.
 static CHAIN: Mutex<()> = Mutex::const_new(());
-
-/// The official facilitator; while its settlement transaction waits in the
-/// pool, the payer's drain goes in with a higher tip and one block is mined.
-struct DrainBeforeSettle {
-    inner: HttpFacilitator,
-    stack: testkit::Stack,
-    payer: PrivateKeySigner,
-    settlement_tx: std::sync::Mutex<Option<B256>>,
-}
-
-#[async_trait]
-impl Facilitator for DrainBeforeSettle {
-    async fn verify(
-        &self,
-        p: &PaymentPayload,
-        r: &Requirements,
-    ) -> Result<VerifyResponse, FacilitatorError> {
-        self.inner.verify(p, r).await
-    }
-
-    async fn settle(
-        &self,
-        p: &PaymentPayload,
-        r: &Requirements,
-    ) -> Result<SettleResponse, FacilitatorError> {
-        let settling = self.inner.settle(p, r);
-        let race = async {
-            let tx = pending_from(&self.stack, self.stack.facilitator_address).await;
-            *self.settlement_tx.lock().unwrap() = Some(tx);
-            drain(&self.stack, &self.payer).await;
-            rpc(&self.stack, "evm_mine", json!([])).await;
-        };
-        let (answer, ()) = tokio::join!(settling, race);
-        answer
-    }
-
-    async fn supported(&self) -> Result<Supported, FacilitatorError> {
-        self.inner.supported().await
-    }
-}
 
 async fn rpc(stack: &testkit::Stack, method: &str, params: Value) -> Value {
     stack
@@ -134,11 +91,20 @@ struct Reverted {
 async fn mined_reverted_settlement(stack: &testkit::Stack) -> Reverted {
     let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
     let dir = temp_dir();
-    let fac = Arc::new(DrainBeforeSettle {
-        inner: stack.facilitator(),
-        stack: stack.clone(),
-        payer: buyer.clone(),
-        settlement_tx: std::sync::Mutex::new(None),
+    // The official facilitator; while its settlement transaction waits in
+    // the pool, the payer's drain goes in with a higher tip and one block is
+    // mined.
+    let fac = Faulty::new(stack.facilitator());
+    let settlement_tx = Arc::new(std::sync::Mutex::new(None::<B256>));
+    let (chain, payer, seen) = (stack.clone(), buyer.clone(), settlement_tx.clone());
+    fac.during(Route::Settle, move |_| {
+        let (stack, payer, seen) = (chain.clone(), payer.clone(), seen.clone());
+        async move {
+            let tx = pending_from(&stack, stack.facilitator_address).await;
+            *seen.lock().unwrap() = Some(tx);
+            drain(&stack, &payer).await;
+            rpc(&stack, "evm_mine", json!([])).await;
+        }
     });
     let gw = Gateway::start(
         stack,
@@ -174,8 +140,8 @@ async fn mined_reverted_settlement(stack: &testkit::Stack) -> Reverted {
         })
         .await
         .unwrap();
-    let settlement_tx = fac
-        .settlement_tx
+    assert_eq!(fac.calls(Route::Settle), 1, "the race ran beside one settlement");
+    let settlement_tx = settlement_tx
         .lock()
         .unwrap()
         .expect("a settlement transaction was sent");

@@ -42,6 +42,7 @@ pub use alloy;
 
 pub mod agentcore_payments;
 mod aws;
+pub mod facilitator;
 
 sol! {
     /// The parts of our dev token (`contracts/USDC.sol`) that the x402

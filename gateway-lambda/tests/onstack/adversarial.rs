@@ -4,20 +4,13 @@
 //! Anvil, not hoped for: automine off, the settlement seen in the pool, the
 //! competing transaction with a higher tip, one block mined.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicUsize, Ordering},
-};
+use std::sync::{Arc, atomic::Ordering};
 
 use alloy::primitives::{B256, U256};
-use async_trait::async_trait;
 use gateway_lambda::generate::Generator as _;
 use serde_json::json;
-use x402::{
-    Usdc,
-    facilitator::{Facilitator, FacilitatorError, HttpFacilitator},
-    wire::{self, PaymentPayload, Requirements, SettleResponse, Supported, VerifyResponse},
-};
+use testkit::facilitator::{Fault, Faulty, Route};
+use x402::{Usdc, wire};
 
 use crate::{chain::*, support::*};
 
@@ -211,53 +204,6 @@ async fn five_authorizations_against_a_balance_for_one_buy_one_generation() {
     );
 }
 
-/// The real facilitator, except that its first `/settle` gives up once the
-/// transaction is in the pool (its answer lost), and later ones fail clearly
-/// without forwarding: the case where releasing on "facilitator failed and
-/// the nonce is unused" would lose a payment still pending.
-struct Stalling {
-    inner: HttpFacilitator,
-    stack: testkit::Stack,
-    settles: AtomicUsize,
-    first: Mutex<Option<tokio::task::JoinHandle<Result<SettleResponse, FacilitatorError>>>>,
-}
-
-#[async_trait]
-impl Facilitator for Stalling {
-    async fn verify(
-        &self,
-        p: &PaymentPayload,
-        r: &Requirements,
-    ) -> Result<VerifyResponse, FacilitatorError> {
-        self.inner.verify(p, r).await
-    }
-
-    async fn settle(
-        &self,
-        p: &PaymentPayload,
-        r: &Requirements,
-    ) -> Result<SettleResponse, FacilitatorError> {
-        if self.settles.fetch_add(1, Ordering::SeqCst) == 0 {
-            let (f, p2, r2) = (self.inner.clone(), p.clone(), r.clone());
-            let handle = tokio::spawn(async move { f.settle(&p2, &r2).await });
-            *self.first.lock().unwrap() = Some(handle);
-            wait_in_pool(&self.stack, p.exact().authorization.nonce, 1).await;
-            return Err(FacilitatorError::Timeout);
-        }
-        Ok(SettleResponse {
-            success: false,
-            error_reason: Some("invalid_transaction_state".into()),
-            payer: None,
-            transaction: String::new(),
-            network: "eip155:84532".into(),
-        })
-    }
-
-    async fn supported(&self) -> Result<Supported, FacilitatorError> {
-        self.inner.supported().await
-    }
-}
-
 #[tokio::test]
 async fn a_pending_settlement_is_not_released_before_valid_before() {
     let _mining = MINING.lock().await;
@@ -265,11 +211,20 @@ async fn a_pending_settlement_is_not_released_before_valid_before() {
     let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
     let pay_to = fresh_payee();
     let generator = Arc::new(Counted::default());
-    let facilitator = Arc::new(Stalling {
-        inner: stack.facilitator(),
-        stack: stack.clone(),
-        settles: AtomicUsize::new(0),
-        first: Mutex::new(None),
+    // The real facilitator, except that its first `/settle` gives up once
+    // the transaction is in the pool (its answer lost), and later ones fail
+    // clearly without forwarding: the case where releasing on "facilitator
+    // failed and the nonce is unused" would lose a payment still pending.
+    let facilitator = Faulty::new(stack.facilitator());
+    facilitator.next(Route::Settle, Fault::LoseAnswer);
+    facilitator.set(
+        Route::Settle,
+        Fault::Refuse("invalid_transaction_state".into()),
+    );
+    let pool = stack.clone();
+    facilitator.during(Route::Settle, move |p| {
+        let stack = pool.clone();
+        async move { wait_in_pool(&stack, p.exact().authorization.nonce, 1).await }
     });
     let gw = Gateway::start(
         &stack,
@@ -298,6 +253,7 @@ async fn a_pending_settlement_is_not_released_before_valid_before() {
     assert_eq!(second.status, 402, "{}", second.body);
     assert_eq!(second.body["code"], "settlement_failed");
     assert!(!second.has_content());
+    assert_eq!(facilitator.calls(Route::Settle), 2, "lost, then refused");
     assert_eq!(pending_with(&stack, nonce).await, 1, "still pending");
     assert!(
         !stack
@@ -309,7 +265,7 @@ async fn a_pending_settlement_is_not_released_before_valid_before() {
     // The pending settlement lands after all.
     mining.mine_one(&stack).await;
     mining.resume(&stack).await;
-    let landed = facilitator.first.lock().unwrap().take().unwrap();
+    let landed = facilitator.take_lost_settle().unwrap();
     let landed = landed.await.unwrap().unwrap();
     assert!(landed.success, "{landed:?}");
     assert_eq!(

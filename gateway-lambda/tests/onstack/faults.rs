@@ -14,75 +14,10 @@ use gateway_lambda::generate::{
     GeneratedImage, GenerationError, Generator, ImageJob, LocalGenerator,
 };
 use serde_json::json;
-use tokio::sync::Notify;
-use x402::{
-    Usdc,
-    facilitator::{Facilitator, FacilitatorError, HttpFacilitator},
-    wire::{self, PaymentPayload, Requirements, SettleResponse, Supported, VerifyResponse},
-};
+use testkit::facilitator::{Fault, Faulty, Route};
+use x402::{Usdc, facilitator::HttpFacilitator, wire};
 
 use crate::support::*;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SettleFault {
-    None,
-    /// Fail with a 500 without forwarding: nothing happened.
-    FailBeforeForwarding,
-    /// Forward, let it settle on chain, then never answer (the process dies).
-    SettleThenHang,
-}
-
-/// The real facilitator with faults injected on command (the facilitator is
-/// an outside system; this wraps the real one, it does not replace it).
-struct Flaky {
-    inner: HttpFacilitator,
-    settle: Mutex<SettleFault>,
-    settled: Notify,
-}
-
-#[async_trait]
-impl Facilitator for Flaky {
-    async fn verify(
-        &self,
-        p: &PaymentPayload,
-        r: &Requirements,
-    ) -> Result<VerifyResponse, FacilitatorError> {
-        self.inner.verify(p, r).await
-    }
-
-    async fn settle(
-        &self,
-        p: &PaymentPayload,
-        r: &Requirements,
-    ) -> Result<SettleResponse, FacilitatorError> {
-        let fault = *self.settle.lock().unwrap();
-        match fault {
-            SettleFault::None => self.inner.settle(p, r).await,
-            SettleFault::FailBeforeForwarding => Err(FacilitatorError::Status {
-                status: 500,
-                body: "injected".into(),
-            }),
-            SettleFault::SettleThenHang => {
-                let r = self.inner.settle(p, r).await;
-                assert!(r.as_ref().is_ok_and(|s| s.success), "{r:?}");
-                self.settled.notify_one();
-                std::future::pending().await
-            }
-        }
-    }
-
-    async fn supported(&self) -> Result<Supported, FacilitatorError> {
-        self.inner.supported().await
-    }
-}
-
-fn flaky(stack: &testkit::Stack, fault: SettleFault) -> Arc<Flaky> {
-    Arc::new(Flaky {
-        inner: stack.facilitator(),
-        settle: Mutex::new(fault),
-        settled: Notify::new(),
-    })
-}
 
 #[tokio::test]
 async fn facilitator_down_means_no_charge_and_the_payment_stays_usable() {
@@ -139,7 +74,9 @@ async fn facilitator_down_means_no_charge_and_the_payment_stays_usable() {
 #[tokio::test]
 async fn settle_failing_is_checked_on_chain_and_retried_without_double_charge() {
     let stack = stack();
-    let f = flaky(&stack, SettleFault::FailBeforeForwarding);
+    // settle fails with a 500 without forwarding: nothing happened.
+    let f = Faulty::new(stack.facilitator());
+    f.set(Route::Settle, Fault::Status(500));
     let gw = Gateway::start(
         &stack,
         Options {
@@ -160,8 +97,9 @@ async fn settle_failing_is_checked_on_chain_and_retried_without_double_charge() 
     assert_eq!(r.body["code"], "settlement_unknown");
     assert!(!r.has_content(), "content is released only when paid");
     assert_eq!(stack.usdc_balance(buyer.address()).await.unwrap(), before);
+    assert_eq!(f.calls(Route::Settle), 1, "the injected failure was hit");
 
-    *f.settle.lock().unwrap() = SettleFault::None;
+    f.set(Route::Settle, Fault::Pass);
     let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.has_content());
@@ -295,7 +233,10 @@ async fn a_settlement_that_fails_on_chain_releases_no_content() {
 async fn a_crash_between_settlement_and_response_is_recovered_by_a_retry() {
     let stack = stack();
     let dir = temp_dir();
-    let f = flaky(&stack, SettleFault::SettleThenHang);
+    // settle is forwarded and settles on chain, then never answers (the
+    // process dies).
+    let f = Faulty::new(stack.facilitator());
+    f.set(Route::Settle, Fault::Hang);
     let gw = Gateway::start(
         &stack,
         Options {
@@ -315,7 +256,8 @@ async fn a_crash_between_settlement_and_response_is_recovered_by_a_retry() {
 
     let (u, b, h) = (url.clone(), body.clone(), header.clone());
     let first = tokio::spawn(async move { send(&u, &b, (wire::PAYMENT_SIGNATURE, &h)).await });
-    f.settled.notified().await;
+    f.answered(Route::Settle, 1).await;
+    assert_eq!(f.settled_transactions().len(), 1, "settled, answer lost");
     // Money moved; the gateway "dies" before answering.
     first.abort();
     drop(gw);
