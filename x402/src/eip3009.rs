@@ -13,6 +13,7 @@ use alloy::{
     sol,
     sol_types::{Eip712Domain, SolStruct},
 };
+use alloy_dyn_abi::{Resolver, TypedData};
 use serde::{Deserialize, Serialize};
 
 sol! {
@@ -112,52 +113,59 @@ pub fn domain(name: &str, version: &str, chain_id: u64, token: Address) -> Eip71
     )
 }
 
+/// The authorization as EIP-712 typed data (alloy's [`TypedData`]): the
+/// struct's types from the `sol!` definition, the message in the x402 wire
+/// form ([`Authorization`]'s serde: decimal amounts, checksummed addresses).
+pub fn typed_data(auth: &Authorization, domain: &Eip712Domain) -> TypedData {
+    TypedData {
+        domain: domain.clone(),
+        resolver: Resolver::from_struct::<TransferWithAuthorization>(),
+        primary_type: TransferWithAuthorization::NAME.into(),
+        message: serde_json::to_value(auth).expect("an authorization serializes"),
+    }
+}
+
 /// The full EIP-712 typed-data document (`eth_signTypedData_v4` shape) for an
 /// authorization: what a remote signer that inspects fields (CDP) receives.
+///
+/// [`typed_data`] with the domain written out here rather than by alloy's
+/// serde: CDP's typed-data message takes `chainId` as a number (alloy writes
+/// a hex string), and the document keeps the `EIP712Domain` type list (alloy
+/// leaves it out and infers it from the domain) and checksummed addresses.
 pub fn typed_data_json(auth: &Authorization, domain: &Eip712Domain) -> serde_json::Value {
+    let TypedData {
+        mut resolver,
+        primary_type,
+        message,
+        ..
+    } = typed_data(auth, domain);
+    resolver
+        .ingest_string(domain.encode_type())
+        .expect("alloy's own EIP712Domain type parses");
     let mut dom = serde_json::Map::new();
-    let mut dom_types = Vec::new();
     if let Some(n) = &domain.name {
         dom.insert("name".into(), n.to_string().into());
-        dom_types.push(serde_json::json!({"name": "name", "type": "string"}));
     }
     if let Some(v) = &domain.version {
         dom.insert("version".into(), v.to_string().into());
-        dom_types.push(serde_json::json!({"name": "version", "type": "string"}));
     }
     if let Some(c) = domain.chain_id {
         dom.insert(
             "chainId".into(),
             serde_json::json!(u64::try_from(c).unwrap_or(u64::MAX)),
         );
-        dom_types.push(serde_json::json!({"name": "chainId", "type": "uint256"}));
     }
     if let Some(a) = domain.verifying_contract {
         dom.insert("verifyingContract".into(), a.to_checksum(None).into());
-        dom_types.push(serde_json::json!({"name": "verifyingContract", "type": "address"}));
+    }
+    if let Some(salt) = domain.salt {
+        dom.insert("salt".into(), salt.to_string().into());
     }
     serde_json::json!({
         "domain": dom,
-        "types": {
-            "EIP712Domain": dom_types,
-            "TransferWithAuthorization": [
-                {"name": "from", "type": "address"},
-                {"name": "to", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "validAfter", "type": "uint256"},
-                {"name": "validBefore", "type": "uint256"},
-                {"name": "nonce", "type": "bytes32"}
-            ]
-        },
-        "primaryType": "TransferWithAuthorization",
-        "message": {
-            "from": auth.from.to_checksum(None),
-            "to": auth.to.to_checksum(None),
-            "value": auth.value.to_string(),
-            "validAfter": auth.valid_after.to_string(),
-            "validBefore": auth.valid_before.to_string(),
-            "nonce": auth.nonce.to_string(),
-        }
+        "types": resolver,
+        "primaryType": primary_type,
+        "message": message,
     })
 }
 
@@ -216,6 +224,75 @@ mod tests {
         assert!(serde_json::from_value::<Authorization>(j).is_err());
     }
 
+    /// The document CDP receives, field for field (as it was when it was
+    /// written out by hand): decimal amounts, checksummed addresses, the
+    /// chain id as a number, the domain's own type list.
+    #[test]
+    fn typed_data_document_is_the_eth_sign_typed_data_v4_shape() {
+        let d = domain("USDC", "2", 84532, crate::network::BASE_SEPOLIA_USDC);
+        let transfer = serde_json::json!([
+            {"name": "from", "type": "address"},
+            {"name": "to", "type": "address"},
+            {"name": "value", "type": "uint256"},
+            {"name": "validAfter", "type": "uint256"},
+            {"name": "validBefore", "type": "uint256"},
+            {"name": "nonce", "type": "bytes32"}
+        ]);
+        let message = serde_json::json!({
+            "from": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+            "to": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+            "value": "40000",
+            "validAfter": "0",
+            "validBefore": "2000000000",
+            "nonce": "0x0707070707070707070707070707070707070707070707070707070707070707",
+        });
+        assert_eq!(
+            typed_data_json(&sample(), &d),
+            serde_json::json!({
+                "domain": {
+                    "name": "USDC",
+                    "version": "2",
+                    "chainId": 84532,
+                    "verifyingContract": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+                },
+                "types": {
+                    "EIP712Domain": [
+                        {"name": "name", "type": "string"},
+                        {"name": "version", "type": "string"},
+                        {"name": "chainId", "type": "uint256"},
+                        {"name": "verifyingContract", "type": "address"}
+                    ],
+                    "TransferWithAuthorization": transfer,
+                },
+                "primaryType": "TransferWithAuthorization",
+                "message": message,
+            })
+        );
+        // A domain without version and contract lists only what it has.
+        let partial = Eip712Domain::new(
+            Some("USD Coin".into()),
+            None,
+            Some(U256::from(8453u64)),
+            None,
+            None,
+        );
+        assert_eq!(
+            typed_data_json(&sample(), &partial),
+            serde_json::json!({
+                "domain": {"name": "USD Coin", "chainId": 8453},
+                "types": {
+                    "EIP712Domain": [
+                        {"name": "name", "type": "string"},
+                        {"name": "chainId", "type": "uint256"}
+                    ],
+                    "TransferWithAuthorization": transfer,
+                },
+                "primaryType": "TransferWithAuthorization",
+                "message": message,
+            })
+        );
+    }
+
     #[test]
     fn typed_data_document_hashes_like_the_sol_struct() {
         // The JSON document a remote signer receives must describe the same
@@ -224,5 +301,9 @@ mod tests {
         let doc = typed_data_json(&sample(), &d);
         let td: alloy_dyn_abi::TypedData = serde_json::from_value(doc).unwrap();
         assert_eq!(td.eip712_signing_hash().unwrap(), sample().signing_hash(&d));
+        assert_eq!(
+            typed_data(&sample(), &d).eip712_signing_hash().unwrap(),
+            sample().signing_hash(&d)
+        );
     }
 }
