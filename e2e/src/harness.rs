@@ -5,7 +5,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Stdio,
     sync::Arc,
     time::Duration,
 };
@@ -107,13 +106,8 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub async fn start(stack: &testkit::Stack, s: &AgentSetup) -> AgentProcess {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(s.dir.join("agent.log"))
-            .unwrap();
-        let child = tokio::process::Command::new(agent_binary())
-            .env_clear()
+        let mut cmd = tokio::process::Command::new(agent_binary());
+        cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .current_dir(&s.dir)
             .env("AGENT_HOST", "127.0.0.1")
@@ -138,28 +132,16 @@ impl AgentProcess {
                 "RUST_LOG",
                 std::env::var("E2E_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .envs(s.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+            .envs(s.env.iter().map(|(k, v)| (k, v)));
         let url = format!("http://127.0.0.1:{}", s.port);
-        let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = http.get(format!("{url}/ping")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the agent did not come up; see {}",
-                s.dir.join("agent.log").display()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let child = testkit::process::spawn_until_ready(
+            cmd,
+            &s.dir.join("agent.log"),
+            &format!("{url}/ping"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the agent did not come up: {e:#}"));
         AgentProcess { child, url }
     }
 

@@ -43,6 +43,7 @@ pub use alloy;
 pub mod agentcore_payments;
 mod aws;
 pub mod facilitator;
+pub mod process;
 
 sol! {
     /// The parts of our dev token (`contracts/USDC.sol`) that the x402

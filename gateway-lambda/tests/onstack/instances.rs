@@ -6,7 +6,6 @@
 
 use std::{
     path::PathBuf,
-    process::Stdio,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU32, Ordering},
@@ -126,15 +125,10 @@ impl Instance {
         facilitator: &str,
         lease_secs: u64,
     ) -> Instance {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = testkit::free_port();
         let log = temp_dir().join("gateway.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway-lambda"))
-            .env_clear()
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway-lambda"));
+        cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("GATEWAY_HOST", "127.0.0.1")
             .env("GATEWAY_PORT", port.to_string())
@@ -152,27 +146,21 @@ impl Instance {
             .env("AWS_REGION", &stack.aws_region)
             .env("AWS_ACCESS_KEY_ID", &stack.aws_access_key_id)
             .env("AWS_SECRET_ACCESS_KEY", &stack.aws_secret_access_key)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+            .env("RUST_LOG", "warn");
         let url = format!("http://127.0.0.1:{port}");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !http()
-            .get(format!("{url}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the gateway did not come up: {}",
+        let child = testkit::process::spawn_until_ready(
+            cmd,
+            &log,
+            &format!("{url}/health"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the gateway did not come up: {e:#}\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            )
+        });
         Instance { url, child, log }
     }
 
