@@ -24,10 +24,10 @@ pub fn stack() -> testkit::Stack {
     testkit::Stack::load().expect("end-to-end tests need the local stack (cargo xtask stack)")
 }
 
-pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("e2e-{name}-{:x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// `{tmp}/e2e-{name}-…`, removed when the guard is dropped (kept when the
+/// test fails).
+pub fn temp_dir(name: &str) -> testkit::TempDir {
+    testkit::TempDir::new(&format!("e2e-{name}"))
 }
 
 /// The gateway in-process on a loopback port.
@@ -49,7 +49,15 @@ impl Default for GatewayOptions {
     }
 }
 
-pub async fn start_gateway(stack: &testkit::Stack, opts: GatewayOptions) -> String {
+/// A gateway started by [`start_gateway`]; its state directory is removed
+/// when this is dropped.
+pub struct Gateway {
+    pub url: String,
+    _dir: testkit::TempDir,
+}
+
+pub async fn start_gateway(stack: &testkit::Stack, opts: GatewayOptions) -> Gateway {
+    let dir = temp_dir("gateway");
     let facilitator: Arc<dyn Facilitator> = Arc::new(HttpFacilitator::new(
         opts.facilitator_url
             .unwrap_or_else(|| stack.facilitator_url.clone()),
@@ -60,7 +68,7 @@ pub async fn start_gateway(stack: &testkit::Stack, opts: GatewayOptions) -> Stri
         facilitator,
         opts.generator.unwrap_or_else(|| Arc::new(LocalGenerator)),
         &stack.rpc_url,
-        &temp_dir("gateway"),
+        &dir,
     )
     .unwrap();
     state.lease = opts.lease;
@@ -68,7 +76,7 @@ pub async fn start_gateway(stack: &testkit::Stack, opts: GatewayOptions) -> Stri
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = app(Arc::new(state));
     tokio::spawn(async move { axum::serve(listener, router).await });
-    url
+    Gateway { url, _dir: dir }
 }
 
 /// The `agent` binary, built by `cargo test --workspace` (or `cargo build`).

@@ -413,7 +413,7 @@ async fn money_is_right_under_chaos() {
     let to_gateway = {
         let (c, o) = (chaos.clone(), chaos.clone());
         FaultProxy::start_observed(
-            &gateway,
+            &gateway.url,
             Arc::new(move |s| c.gateway(s)),
             Arc::new(move |s, status, headers, body| o.gateway_answer(s, status, headers, body)),
         )
@@ -428,6 +428,7 @@ async fn money_is_right_under_chaos() {
             .unwrap()
     };
 
+    let dir = temp_dir("chaos");
     let setup = AgentSetup {
         port: free_port(),
         gateway_url: to_gateway.url(),
@@ -435,7 +436,7 @@ async fn money_is_right_under_chaos() {
         aws_endpoint: to_aws.url(),
         memory_id: format!("chaos-{seed:x}-{:x}", rand::random::<u32>()),
         bucket: stack.create_bucket("e2e-images").await.unwrap(),
-        dir: temp_dir("chaos"),
+        dir: dir.to_path_buf(),
         // One attempt per AWS call: an injected S3 or Memory failure reaches
         // the agent's own code instead of being absorbed by the SDK's retry.
         env: vec![("AWS_MAX_ATTEMPTS".into(), "1".into())],
@@ -540,7 +541,7 @@ async fn money_is_right_under_chaos() {
         stack.clone(),
         cheats.clone(),
         chaos.clone(),
-        format!("{gateway}/generate_image"),
+        format!("{}/generate_image", gateway.url),
         u64::try_from(requests).unwrap(),
     ));
     for w in workers {

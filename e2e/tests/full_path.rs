@@ -12,14 +12,15 @@ async fn the_sample_conversation_buys_one_image_end_to_end() {
     let aws = stack.aws_config().await;
     let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
     let gateway = start_gateway(&stack, GatewayOptions::default()).await;
+    let dir = temp_dir("full-path");
     let setup = AgentSetup {
         port: free_port(),
-        gateway_url: gateway,
+        gateway_url: gateway.url.clone(),
         buyer: buyer.clone(),
         aws_endpoint: stack.aws_endpoint_url.clone(),
         memory_id: format!("e2e-memory-{:x}", rand::random::<u32>()),
         bucket: stack.create_bucket("e2e-images").await.unwrap(),
-        dir: temp_dir("full-path"),
+        dir: dir.to_path_buf(),
         env: Vec::new(),
     };
     let agent = AgentProcess::start(&stack, &setup).await;

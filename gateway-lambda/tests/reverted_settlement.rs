@@ -110,7 +110,7 @@ async fn mined_reverted_settlement(stack: &testkit::Stack) -> Reverted {
         stack,
         Options {
             facilitator: Some(fac.clone()),
-            dir: Some(dir.clone()),
+            dir: Some(dir.to_path_buf()),
             ..Options::default()
         },
     )
@@ -132,7 +132,7 @@ async fn mined_reverted_settlement(stack: &testkit::Stack) -> Reverted {
     rpc(stack, "evm_setAutomine", json!([true])).await;
     let response = sent.expect("the paid request completes");
 
-    let record = FileStore::new(&dir)
+    let record = FileStore::new(dir.path())
         .unwrap()
         .get(&PaymentKey {
             payer: buyer.address(),

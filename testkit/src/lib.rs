@@ -44,6 +44,9 @@ pub mod agentcore_payments;
 mod aws;
 pub mod facilitator;
 pub mod process;
+mod temp;
+
+pub use temp::TempDir;
 
 sol! {
     /// The parts of our dev token (`contracts/USDC.sol`) that the x402

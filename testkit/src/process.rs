@@ -90,19 +90,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_child_that_exits_fails_at_once() {
-        let log = std::env::temp_dir().join(format!("testkit-process-{}.log", std::process::id()));
+        let dir = crate::TempDir::new("testkit-process");
         let cmd = tokio::process::Command::new("true");
         let started = tokio::time::Instant::now();
         let port = crate::free_port();
         let err = spawn_until_ready(
             cmd,
-            &log,
+            &dir.join("log"),
             &format!("http://127.0.0.1:{port}/"),
             Duration::from_secs(30),
         )
         .await
         .unwrap_err();
-        let _ = std::fs::remove_file(&log);
         assert!(err.to_string().contains("exited"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }

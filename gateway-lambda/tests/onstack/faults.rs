@@ -35,7 +35,7 @@ async fn facilitator_down_means_no_charge_and_the_payment_stays_usable() {
         &stack,
         Options {
             facilitator: Some(down),
-            dir: Some(dir.clone()),
+            dir: Some(dir.to_path_buf()),
             ..Options::default()
         },
     )
@@ -57,7 +57,7 @@ async fn facilitator_down_means_no_charge_and_the_payment_stays_usable() {
     let gw = Gateway::start(
         &stack,
         Options {
-            dir: Some(dir),
+            dir: Some(dir.to_path_buf()),
             ..Options::default()
         },
     )
@@ -241,7 +241,7 @@ async fn a_crash_between_settlement_and_response_is_recovered_by_a_retry() {
         &stack,
         Options {
             facilitator: Some(f.clone()),
-            dir: Some(dir.clone()),
+            dir: Some(dir.to_path_buf()),
             lease: Duration::from_secs(1),
             ..Options::default()
         },
@@ -270,7 +270,7 @@ async fn a_crash_between_settlement_and_response_is_recovered_by_a_retry() {
     let gw = Gateway::start(
         &stack,
         Options {
-            dir: Some(dir),
+            dir: Some(dir.to_path_buf()),
             lease: Duration::from_secs(1),
             ..Options::default()
         },

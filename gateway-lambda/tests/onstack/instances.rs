@@ -5,7 +5,6 @@
 //! chain, whichever instance gets which copy of it.
 
 use std::{
-    path::PathBuf,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU32, Ordering},
@@ -115,7 +114,8 @@ async fn shared_stores(stack: &testkit::Stack) -> (String, String) {
 struct Instance {
     url: String,
     child: tokio::process::Child,
-    log: PathBuf,
+    /// Its log; removed with the instance (kept when the test fails).
+    _dir: testkit::TempDir,
 }
 
 impl Instance {
@@ -126,7 +126,8 @@ impl Instance {
         lease_secs: u64,
     ) -> Instance {
         let port = testkit::free_port();
-        let log = temp_dir().join("gateway.log");
+        let dir = temp_dir();
+        let log = dir.join("gateway.log");
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway-lambda"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -161,14 +162,13 @@ impl Instance {
                 std::fs::read_to_string(&log).unwrap_or_default()
             )
         });
-        Instance { url, child, log }
+        Instance { url, child, _dir: dir }
     }
 
     /// SIGKILL: the process is gone mid-request.
     async fn kill(mut self) {
         self.child.start_kill().unwrap();
         self.child.wait().await.unwrap();
-        let _ = self.log;
     }
 }
 

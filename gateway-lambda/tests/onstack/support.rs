@@ -51,6 +51,8 @@ impl Default for Options {
 pub struct Gateway {
     pub url: String,
     task: tokio::task::JoinHandle<()>,
+    /// The state directory it made itself (none given in `Options::dir`).
+    _dir: Option<testkit::TempDir>,
 }
 
 impl Drop for Gateway {
@@ -67,14 +69,10 @@ pub fn seller(stack: &testkit::Stack) -> Seller {
     Seller::usdc(stack.network, stack.usdc_contract, stack.seller_wallet)
 }
 
-pub fn temp_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gw-test-{}", uuid()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn uuid() -> String {
-    format!("{:032x}", rand::random::<u128>())
+/// `{tmp}/gw-test-…`, removed when the guard is dropped (kept when the test
+/// fails).
+pub fn temp_dir() -> testkit::TempDir {
+    testkit::TempDir::new("gw-test")
 }
 
 impl Gateway {
@@ -97,7 +95,10 @@ impl Gateway {
     }
 
     pub async fn start(stack: &testkit::Stack, opts: Options) -> Gateway {
-        let dir = opts.dir.unwrap_or_else(temp_dir);
+        let own = opts.dir.is_none().then(temp_dir);
+        let dir = opts
+            .dir
+            .unwrap_or_else(|| own.as_ref().expect("made above").to_path_buf());
         let mut seller = seller(stack);
         if let Some(pay_to) = opts.pay_to {
             seller.pay_to = pay_to;
@@ -119,7 +120,11 @@ impl Gateway {
         let task = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });
-        Gateway { url, task }
+        Gateway {
+            url,
+            task,
+            _dir: own,
+        }
     }
 }
 
