@@ -84,11 +84,11 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::sync::{OwnedMutexGuard, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tools::access::{AccessStore, Claim, local::LocalAccessStore};
 use tracing::Instrument as _;
 use x402::Usdc;
 
 use crate::{
-    access::{AccessStore, Claim, local::LocalAccessStore},
     events::AgentEvent,
     observability::AGENT_NAME,
     session::ids::{is_valid_client_id, session_key},

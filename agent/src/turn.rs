@@ -42,15 +42,17 @@ use tracing::{Instrument, field::Empty};
 use x402::Usdc;
 
 use crate::{
-    agent_tools::{self, GENERATE_IMAGE, ToolBox, ToolError, TurnContext},
     events::{AgentEvent, Output, OutputMessage, ToolStatus, TurnUsage},
-    ledger::LedgerEntry,
     model::{
         ContentBlock, Message, Model, ModelError, ModelRequest, ModelResponse, Role, StopReason,
         ToolResult, ToolResultContent, ToolResultStatus, ToolUse, prompt::system_prompt,
         trim_oldest_turn,
     },
-    session::{Record, SessionStore, StoreError},
+    session::{Record, SessionLedger, SessionStore, StoreError},
+};
+use tools::{
+    ledger::LedgerEntry,
+    toolbox::{self, GENERATE_IMAGE, ToolBox, ToolError, TurnContext},
 };
 
 /// What the server needs from the agent: run one turn.
@@ -201,12 +203,22 @@ async fn turn(
         req.session_id.clone(),
         turn_id.clone(),
         budget,
-        deps.store.clone(),
-        tx.clone(),
+        Arc::new(SessionLedger {
+            store: deps.store.clone(),
+            actor_id: req.actor_id.clone(),
+            session_id: req.session_id.clone(),
+        }),
+        {
+            let tx = tx.clone();
+            // A closed channel means the client left; the turn goes on.
+            Arc::new(move |e| {
+                let _ = tx.send(AgentEvent::from(e));
+            })
+        },
         ledger,
     );
     let system = system_prompt(deps.tools.rules.auto_approve_max, budget);
-    let specs = agent_tools::specs();
+    let specs = toolbox::specs();
     let label = deps.model.label();
 
     let first_new = history.len();

@@ -36,8 +36,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use x402::Usdc;
 
+use tools::ledger::{self, LedgerEntry};
+
 use crate::{
-    ledger::{self, LedgerEntry},
     runtime_headers::USER_ID_HEADER,
     session::{Record, ids::is_valid_client_id},
     turn::TurnDeps,

@@ -9,28 +9,26 @@
 use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use tools::signer::{
-    CdpConfig, PaymentSigner,
-    agentcore::{AgentCoreConfig, AgentCorePayments, InstrumentWallet},
+use tools::{
+    access::{AccessStore, dynamodb::DynamoAccessStore, local::LocalAccessStore},
+    ledger::MoneyRules,
+    seller::{ImageSeller, X402Seller, agentcore::AgentCoreSeller},
+    signer::{
+        CdpConfig, PaymentSigner,
+        agentcore::{AgentCoreConfig, AgentCorePayments, InstrumentWallet},
+    },
+    storage::{DirImageStore, ImageStore, S3ImageStore},
+    toolbox::{Spending, ToolBox, system_clock},
+    wallet::{ChainWallet, Wallet},
 };
 
 use crate::{
-    access::{AccessStore, dynamodb::DynamoAccessStore, local::LocalAccessStore},
-    agent_tools::{
-        Spending, ToolBox,
-        agentcore::AgentCoreSeller,
-        images::{DirImageStore, ImageStore, S3ImageStore},
-        seller::{ImageSeller, X402Seller},
-        system_clock,
-        wallet::{ChainWallet, Wallet},
-    },
     config::{
         AccessConfig, Config, ImagesConfig, ModelProvider, Secret, SecretString, SessionsConfig,
         SignerConfig,
     },
-    ledger::MoneyRules,
     model::{
-        Model,
+        Model, ModelVision,
         bedrock::{self, BedrockModel},
         offline::OfflineModel,
         retry::{Backoff, Retry},
@@ -82,13 +80,10 @@ pub fn access_store(cfg: &Config, aws: &SdkConfig) -> Arc<dyn AccessStore> {
 /// A secret's value: given directly, or read once from Secrets Manager
 /// (`SecretString` of the secret). The value is never logged.
 pub async fn resolve_secret(secret: &Secret, aws: &SdkConfig) -> Result<SecretString, WiringError> {
-    secret
-        .resolve(aws)
-        .await
-        .map_err(|e| WiringError::Secret {
-            arn: e.arn,
-            cause: e.cause,
-        })
+    secret.resolve(aws).await.map_err(|e| WiringError::Secret {
+        arn: e.arn,
+        cause: e.cause,
+    })
 }
 
 /// Server limits from the configuration.
@@ -295,7 +290,7 @@ pub async fn turn_deps(
         seller,
         images: image_store(cfg, aws),
         wallet,
-        vision: model.clone(),
+        vision: Arc::new(ModelVision(model.clone())),
         rules,
         spending: Spending {
             access,

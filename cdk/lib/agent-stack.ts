@@ -7,7 +7,7 @@ import { DeployConfig, modelResourceArns } from './config';
 import { privateBucket, secretRef, ttlTable } from './common';
 import { ack, nagAccount, nagRegion, objectsFinding } from './nag';
 
-/** Partition key of the agent state table (see `agent/src/access/dynamodb.rs`). */
+/** Partition key of the agent state table (see `tools/src/access/dynamodb.rs`). */
 export const AGENT_STATE_KEY = 'pk';
 
 /**

@@ -1,5 +1,5 @@
 //! The agent's tool names, as the model calls them (the original sample's
-//! names). The tools are defined in the agent (`agent_tools`); a model that
+//! names). The tools are in [`crate::toolbox`]; a model that
 //! plans calls itself (the offline model) names them from here too.
 
 pub const ESTIMATE_IMAGE_COST: &str = "estimate_image_cost";

@@ -127,14 +127,8 @@ pub enum ToolResultStatus {
     Error,
 }
 
-/// A tool as the model sees it: name, description, JSON Schema of the input
-/// (generated from the Rust argument type with `schemars`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ToolSpec {
-    pub name: String,
-    pub description: String,
-    pub input_schema: serde_json::Value,
-}
+/// The tools' specs and the vision call's formats are the tools' own.
+pub use tools::toolbox::{ImageFormat, ToolSpec};
 
 /// One model call.
 #[derive(Clone, Debug)]
@@ -180,13 +174,6 @@ pub struct ModelResponse {
     pub message: Message,
     pub stop_reason: StopReason,
     pub usage: Usage,
-}
-
-/// Image formats the vision call accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ImageFormat {
-    Png,
-    Jpeg,
 }
 
 /// A model call failed. Messages keep the service's own wording.
@@ -354,5 +341,23 @@ mod tests {
                 ));
             }
         }
+    }
+}
+
+/// A [`Model`] as the `analyze_image` tool sees it.
+pub struct ModelVision(pub std::sync::Arc<dyn Model>);
+
+#[async_trait]
+impl tools::toolbox::Vision for ModelVision {
+    async fn describe_image(
+        &self,
+        image: &[u8],
+        format: ImageFormat,
+        question: &str,
+    ) -> Result<String, tools::toolbox::VisionError> {
+        self.0
+            .describe_image(image, format, question)
+            .await
+            .map_err(|e| tools::toolbox::VisionError(e.to_string()))
     }
 }

@@ -8,12 +8,20 @@
 //! read at the start of each turn; invocations of one session are serialised
 //! by the server, different sessions run in parallel and never share state.
 
-pub mod ids;
+/// Which ids clients may send and how stores name them (shared with the
+/// tools, which key images the same way).
+pub use tools::ids;
 pub mod local;
 pub mod memory;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tools::{
+    ledger::LedgerEntry,
+    toolbox::{LedgerLog, LedgerWriteError},
+};
 
 /// One stored item of a session, in append order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,4 +59,29 @@ pub trait SessionStore: Send + Sync {
         records: &[Record],
         idempotency_key: &str,
     ) -> Result<(), StoreError>;
+}
+
+/// One session's ledger as the tools write it: each entry is appended as a
+/// [`Record::Ledger`] of the session.
+pub struct SessionLedger {
+    pub store: Arc<dyn SessionStore>,
+    pub actor_id: String,
+    pub session_id: String,
+}
+
+#[async_trait]
+impl LedgerLog for SessionLedger {
+    async fn append(
+        &self,
+        entry: &LedgerEntry,
+        idempotency_key: &str,
+    ) -> Result<(), LedgerWriteError> {
+        let record = Record::Ledger {
+            entry: serde_json::to_value(entry).expect("ledger entries serialise"),
+        };
+        self.store
+            .append(&self.actor_id, &self.session_id, &[record], idempotency_key)
+            .await
+            .map_err(|e| LedgerWriteError(e.to_string()))
+    }
 }

@@ -8,13 +8,7 @@ use crate::scripted::{ScriptedModel, Step};
 use std::{sync::Arc, time::Duration};
 
 use agent::{
-    access::{
-        AccessError, AccessStore, Claim, Reservation, dynamodb::DynamoAccessStore,
-        local::LocalAccessStore,
-    },
-    agent_tools::seller::{ImageSeller, PayContext, Purchase, SellerError, X402Seller},
     events::Output,
-    ledger::{PreparedPayment, Quote},
     model::offline::OfflineModel,
     server::{self, AppState, Limits},
     session::SessionStore as _,
@@ -31,6 +25,14 @@ use tools::policy::{
     caps::{DailyCaps, utc_day},
 };
 use tools::signer::LocalSigner;
+use tools::{
+    access::{
+        AccessError, AccessStore, Claim, Reservation, dynamodb::DynamoAccessStore,
+        local::LocalAccessStore,
+    },
+    ledger::{PreparedPayment, Quote},
+    seller::{ImageSeller, PayContext, Purchase, SellerError, X402Seller},
+};
 use x402::catalog::ImageRequest;
 
 use crate::{

@@ -7,13 +7,13 @@
 use crate::scripted::{ScriptedModel, Step};
 use std::{path::Path, process::Stdio, sync::Arc, time::Duration};
 
-use agent::{
-    agent_tools::agentcore::AgentCoreSeller,
-    ledger::{self, MoneyRules},
-};
 use serde_json::{Value, json};
 use testkit::agentcore_payments::{
     AgentCorePaymentsStandIn, CONNECTOR_ID, INSTRUMENT_ID, MANAGER_ARN,
+};
+use tools::{
+    ledger::{self, MoneyRules},
+    seller::agentcore::AgentCoreSeller,
 };
 use tools::{
     policy::PaymentPolicy,

@@ -31,7 +31,7 @@ fn request() -> ModelRequest {
         messages: vec![Message::user_text(
             "Generate an image of a futuristic city at sunset",
         )],
-        tools: agent::agent_tools::specs(),
+        tools: tools::toolbox::specs(),
         max_tokens: 512,
     }
 }

@@ -10,13 +10,13 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use agent::{
-    agent_tools::seller::{ImageSeller, PayContext, Purchase, SellerError, X402Seller},
-    events::{AgentEvent, Output},
-    ledger::{PreparedPayment, Quote},
-};
+use agent::events::{AgentEvent, Output};
 use async_trait::async_trait;
 use serde_json::json;
+use tools::{
+    ledger::{PreparedPayment, Quote},
+    seller::{ImageSeller, PayContext, Purchase, SellerError, X402Seller},
+};
 use tools::{policy::PaymentPolicy, signer::LocalSigner};
 use x402::{Usdc, catalog::ImageRequest};
 

@@ -10,13 +10,15 @@ use crate::scripted::{ScriptedModel, Step};
 use std::sync::{Arc, Mutex};
 
 use agent::{
-    access::{AccessStore as _, Reservation, local::LocalAccessStore},
-    ledger::{self, LedgerEntry},
     model::{ContentBlock, ModelRequest},
     session::{Record, SessionStore as _},
 };
 use alloy::{primitives::B256, providers::Provider as _};
 use serde_json::{Value, json};
+use tools::{
+    access::{AccessStore as _, Reservation, local::LocalAccessStore},
+    ledger::{self, LedgerEntry},
+};
 use tools::{
     client::{PaidRequest, X402Client},
     policy::caps::{DailyCaps, utc_day},

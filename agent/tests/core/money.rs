@@ -7,9 +7,7 @@ use crate::scripted::{ScriptedModel, Step};
 use std::sync::Arc;
 
 use agent::{
-    agent_tools::{seller::X402Seller, wallet::ChainWallet},
     events::AgentEvent,
-    ledger::MoneyRules,
     model::{
         ContentBlock, ModelRequest,
         offline::{OFFLINE_LABEL, OfflineModel},
@@ -17,6 +15,7 @@ use agent::{
 };
 use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use serde_json::{Value, json};
+use tools::{ledger::MoneyRules, seller::X402Seller, wallet::ChainWallet};
 use tools::{policy::PaymentPolicy, signer::LocalSigner};
 use x402::Usdc;
 

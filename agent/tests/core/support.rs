@@ -4,23 +4,22 @@
 use std::{path::PathBuf, sync::Arc};
 
 use agent::{
-    access::{AccessStore, local::LocalAccessStore},
-    agent_tools::{
-        Clock, Spending, ToolBox,
-        images::DirImageStore,
-        seller::ImageSeller,
-        system_clock,
-        wallet::{ChainWallet, Wallet},
-    },
     events::{AgentEvent, Output},
-    ledger::MoneyRules,
-    model::Model,
+    model::{Model, ModelVision},
     session::{Record, SessionStore, local::LocalSessionStore},
     turn::{ApprovalAnswer, TurnDeps, TurnError, TurnRequest, TurnSettings, run_turn},
 };
 use alloy::primitives::{Address, address};
 use tokio::sync::mpsc;
-use tools::policy::caps::DailyCaps;
+use tools::{
+    access::{AccessStore, local::LocalAccessStore},
+    ledger::MoneyRules,
+    policy::caps::DailyCaps,
+    seller::ImageSeller,
+    storage::DirImageStore,
+    toolbox::{Clock, Spending, ToolBox, system_clock},
+    wallet::{ChainWallet, Wallet},
+};
 use x402::{Network, Usdc};
 
 pub const SELLER: Address = address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
@@ -107,7 +106,7 @@ impl Harness {
             seller: opts.seller,
             images: Arc::new(DirImageStore::new(dir.join("images"))),
             wallet,
-            vision: model.clone(),
+            vision: Arc::new(ModelVision(model.clone())),
             rules: opts.rules,
             spending: Spending {
                 access: opts

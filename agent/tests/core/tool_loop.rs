@@ -7,7 +7,6 @@ use std::{sync::Arc, time::Duration};
 
 use agent::{
     events::{AgentEvent, ToolStatus},
-    ledger::{LedgerEntry, StoredImage},
     model::{
         ContentBlock, ImageFormat, Message, Model, ModelError, ModelRequest, ModelResponse, Role,
         StopReason, TextSink, ToolUse, estimate_tokens,
@@ -19,6 +18,7 @@ use agent::{
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
+use tools::ledger::{LedgerEntry, StoredImage};
 
 use crate::support::{Harness, Options};
 
@@ -325,7 +325,7 @@ async fn context_overflow_drops_the_oldest_turns_without_splitting_tool_pairs() 
             "1.00".parse().unwrap(),
         ),
         messages: all[8..].to_vec(),
-        tools: agent::agent_tools::specs(),
+        tools: tools::toolbox::specs(),
         max_tokens: 1000,
     };
     let limit = estimate_tokens(&fits) + 10;

@@ -13,12 +13,13 @@
 //! A reservation is one `TransactWriteItems`: insert the reservation item
 //! (`attribute_not_exists(pk)`: a retry reserves nothing more) and raise both
 //! counters, each under `attribute_not_exists(spent) OR spent <= :max_prior`
-//! where `max_prior = cap - amount` ([`tools::policy::caps::max_prior`];
+//! where `max_prior = cap - amount` ([`crate::policy::caps::max_prior`];
 //! conditions cannot add). DynamoDB applies all three or none, so two
 //! sessions racing for the last of a cap cannot both pass. A release deletes
 //! the reservation (`attribute_exists(pk)`) and lowers both counters in one
 //! transaction. '#' never occurs in a valid id, so keys cannot collide.
 
+use crate::policy::caps::{CapRefusal, Committed, DailyCaps, check_caps, max_prior};
 use alloy::primitives::Address;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
@@ -27,7 +28,6 @@ use aws_sdk_dynamodb::{
     operation::transact_write_items::TransactWriteItemsError,
     types::{AttributeValue, Delete, Put, TransactWriteItem, Update},
 };
-use tools::policy::caps::{CapRefusal, Committed, DailyCaps, check_caps, max_prior};
 use x402::Usdc;
 
 use super::{AccessError, AccessStore, Claim, Reservation};

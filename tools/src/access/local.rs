@@ -9,11 +9,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::policy::caps::{Committed, DailyCaps, check_caps};
 use alloy::primitives::Address;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
-use tools::policy::caps::{Committed, DailyCaps, check_caps};
 use x402::Usdc;
 
 use super::{AccessError, AccessStore, Claim, Reservation};

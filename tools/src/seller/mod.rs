@@ -15,25 +15,27 @@
 //!    again returns the same image without a second charge (the seller keys
 //!    its results by the payment, and the token accepts a nonce once).
 //!
-//! The client is `tools::client`; this module adapts it to the one seller
+//! The client is `crate::client`; this module adapts it to the one seller
 //! the agent buys from, behind the [`ImageSeller`] trait (tests swap in
 //! hostile sellers).
+
+pub mod agentcore;
 
 use std::sync::Arc;
 
 use alloy::primitives::Address;
 use async_trait::async_trait;
-use tools::{
+use x402::catalog::{ImageRequest, ImageResponse};
+
+use crate::{
     client::{ClientError, PaidRequest, X402Client},
+    ledger::{PreparedPayment, Quote},
     policy::{Limits, PaymentPolicy},
     signer::{
         PaymentSigner,
         agentcore::{PaymentSession, ServiceRefusal},
     },
 };
-use x402::catalog::{ImageRequest, ImageResponse};
-
-use crate::ledger::{PreparedPayment, Quote};
 
 /// An image bought and its settlement.
 #[derive(Clone, Debug)]

@@ -25,7 +25,7 @@
 //! buyer's own clock plays no part (a fast local clock would call a payment
 //! refused that can still land).
 
-use tools::wallet::AuthorizationFacts;
+use crate::wallet::AuthorizationFacts;
 
 use crate::ledger::PreparedPayment;
 

@@ -14,7 +14,7 @@
 //! **Daily caps.** Before a payment is signed, its amount is *reserved*
 //! against the user's and the wallet's counters for the UTC day
 //! ([`AccessStore::reserve`]): in one atomic step, both counters grow only
-//! if each stays within its cap ([`tools::policy::caps`], the same rule),
+//! if each stays within its cap ([`crate::policy::caps`], the same rule),
 //! and a reservation record keyed by the request makes a retry of the same
 //! request reserve nothing more. Concurrent sessions therefore cannot pass a
 //! cap together. A reservation is released ([`AccessStore::release`]) only
@@ -32,9 +32,9 @@
 pub mod dynamodb;
 pub mod local;
 
+use crate::policy::caps::{CapRefusal, DailyCaps};
 use alloy::primitives::Address;
 use async_trait::async_trait;
-use tools::policy::caps::{CapRefusal, DailyCaps};
 use x402::Usdc;
 
 /// One payment's claim on the daily caps.
@@ -46,7 +46,7 @@ pub struct Reservation {
     pub user: String,
     /// The paying wallet (all users share its cap).
     pub wallet: Address,
-    /// UTC day, `YYYY-MM-DD` ([`tools::policy::caps::utc_day`]).
+    /// UTC day, `YYYY-MM-DD` ([`crate::policy::caps::utc_day`]).
     pub day: String,
     pub amount: Usdc,
 }
@@ -58,7 +58,7 @@ impl Reservation {
             id: format!("{user}\n{request_id}"),
             user: user.to_owned(),
             wallet,
-            day: tools::policy::caps::utc_day(now),
+            day: crate::policy::caps::utc_day(now),
             amount,
         }
     }
@@ -104,5 +104,5 @@ pub trait AccessStore: Send + Sync {
         user: &str,
         wallet: Address,
         day: &str,
-    ) -> Result<tools::policy::caps::Committed, AccessError>;
+    ) -> Result<crate::policy::caps::Committed, AccessError>;
 }
