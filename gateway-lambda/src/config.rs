@@ -55,6 +55,9 @@ pub struct Config {
     /// `SETTLEMENT_CONFIRMATIONS`: blocks on top of a reverted settlement
     /// before its payment may be released.
     pub confirmations: u64,
+    /// `AWS_ENDPOINT_URL`: every AWS service at one local endpoint (moto);
+    /// the SDK reads it itself, and S3 there needs path-style addressing.
+    pub aws_endpoint_url: Option<String>,
 }
 
 /// `Debug` shows the id and an ARN, never a secret's value.
@@ -77,10 +80,14 @@ pub struct ConfigError(pub Vec<String>);
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        Self::from_lookup(|k| std::env::var(k).ok())
     }
 
+    /// Reads settings through `get` (tests pass a map), with
+    /// [`plumbing::env`]'s rule: values trimmed, blank is unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let env = plumbing::env::Env::new(get);
+        let get = |key: &str| env.opt(key);
         let mut problems = Vec::new();
         let parse =
             |key: &str, default: &str| -> String { get(key).unwrap_or_else(|| default.to_owned()) };
@@ -255,6 +262,7 @@ impl Config {
             facilitator_timeout,
             retention: Duration::from_secs(retention_days.expect("checked") * 24 * 3600),
             confirmations: confirmations.expect("checked"),
+            aws_endpoint_url: get("AWS_ENDPOINT_URL"),
         })
     }
 }
@@ -287,6 +295,22 @@ mod tests {
         assert_eq!(c.prices, ImagePrices::default());
         assert_eq!(c.retention, crate::state::DEFAULT_RETENTION);
         assert_eq!(c.confirmations, 0);
+        assert_eq!(c.aws_endpoint_url, None);
+    }
+
+    #[test]
+    fn values_are_trimmed_and_blank_is_unset() {
+        let c = cfg(&[
+            (
+                "SELLER_WALLET",
+                " 0x70997970C51812dc3A010C7d01b50e0d17dc79C8\n",
+            ),
+            ("PUBLIC_URL", "  "),
+            ("AWS_ENDPOINT_URL", " http://127.0.0.1:15000 "),
+        ])
+        .unwrap();
+        assert_eq!(c.public_url, None);
+        assert_eq!(c.aws_endpoint_url.as_deref(), Some("http://127.0.0.1:15000"));
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub async fn state(cfg: &Config) -> Result<AppState, WiringError> {
                     // A local S3 (AWS_ENDPOINT_URL, e.g. moto) needs path-style URLs.
                     aws_sdk_s3::Client::from_conf(
                         aws_sdk_s3::config::Builder::from(aws)
-                            .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
+                            .force_path_style(cfg.aws_endpoint_url.is_some())
                             .build(),
                     ),
                     bucket.clone(),

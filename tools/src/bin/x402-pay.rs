@@ -78,8 +78,9 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A setting, with the workspace's one rule (trimmed; blank is unset).
 fn env(key: &str) -> Option<String> {
-    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+    plumbing::env::Env::process().opt(key)
 }
 
 fn need(key: &str) -> Result<String> {
