@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 use tools::{
     client::{ClientError, PaidRequest, X402Client},
     policy::{self, Limits, PaymentPolicy},
-    signer::{self, CdpConfig, SignerConfig},
+    signer::{self, CdpConfig, SignerSpec},
 };
 use x402::{Network, Usdc};
 
@@ -92,7 +92,7 @@ fn need(key: &str) -> Result<String> {
     })
 }
 
-async fn signer_config() -> Result<SignerConfig> {
+async fn signer_config() -> Result<SignerSpec> {
     let cdp = || -> Result<CdpConfig> {
         Ok(CdpConfig {
             api_key_id: need("CDP_API_KEY_ID")?,
@@ -103,10 +103,10 @@ async fn signer_config() -> Result<SignerConfig> {
         })
     };
     Ok(match env("SIGNER").as_deref().unwrap_or("local") {
-        "local" => SignerConfig::Local(need("BUYER_PRIVATE_KEY")?.into()),
-        "cdp" => SignerConfig::Cdp(cdp()?),
-        "cdp-export" => SignerConfig::CdpExport(cdp()?),
-        "kms" => SignerConfig::Kms {
+        "local" => SignerSpec::Local(need("BUYER_PRIVATE_KEY")?.into()),
+        "cdp" => SignerSpec::Cdp(cdp()?),
+        "cdp-export" => SignerSpec::CdpExport(cdp()?),
+        "kms" => SignerSpec::Kms {
             key_id: need("KMS_KEY_ID")?,
             aws: Box::new(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
         },

@@ -75,9 +75,14 @@ pub(crate) fn ensure_payer(auth: &Authorization, signer: Address) -> Result<(), 
     }
 }
 
-/// Which signer to build (`SIGNER=local|cdp|cdp-export|kms`).
+/// What one signer needs to be built, its secrets already read
+/// (`SIGNER=local|cdp|cdp-export|kms`). Not the agent's
+/// `config::SignerConfig`: that is the setting as configured (secrets
+/// possibly by Secrets Manager ARN, and AgentCore Payments, which signs
+/// whole payments rather than typed data); the agent's wiring resolves it
+/// into this.
 #[derive(Clone, Debug)]
-pub enum SignerConfig {
+pub enum SignerSpec {
     /// `BUYER_PRIVATE_KEY` (redacted in `Debug`).
     Local(SecretString),
     Cdp(CdpConfig),
@@ -89,14 +94,17 @@ pub enum SignerConfig {
     },
 }
 
+/// The former name of [`SignerSpec`], while the agent's wiring still uses it.
+pub type SignerConfig = SignerSpec;
+
 /// Builds the configured signer (remote ones connect and resolve their
 /// address now, so a misconfiguration stops start-up, not the first payment).
-pub async fn from_config(cfg: SignerConfig) -> Result<Arc<dyn PaymentSigner>, SignerError> {
+pub async fn from_config(cfg: SignerSpec) -> Result<Arc<dyn PaymentSigner>, SignerError> {
     Ok(match cfg {
-        SignerConfig::Local(key) => Arc::new(LocalSigner::from_hex(key.expose_secret())?),
-        SignerConfig::Cdp(c) => Arc::new(CdpSigner::connect(&c).await?),
-        SignerConfig::CdpExport(c) => Arc::new(CdpExportedSigner::connect(&c).await?),
-        SignerConfig::Kms { key_id, aws } => {
+        SignerSpec::Local(key) => Arc::new(LocalSigner::from_hex(key.expose_secret())?),
+        SignerSpec::Cdp(c) => Arc::new(CdpSigner::connect(&c).await?),
+        SignerSpec::CdpExport(c) => Arc::new(CdpExportedSigner::connect(&c).await?),
+        SignerSpec::Kms { key_id, aws } => {
             Arc::new(KmsSigner::connect(aws_sdk_kms::Client::new(&aws), key_id).await?)
         }
     })
