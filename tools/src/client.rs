@@ -1,5 +1,9 @@
 //! An x402 client (v1 and v2) that pays only within a [`PaymentPolicy`].
 //!
+//! (Over 500 lines on purpose: the three steps below share the request, the
+//! bounded body reads and the header codec, and the file is largely the
+//! buyer's rules written out; its tests live in `tests/client/`.)
+//!
 //! x402 from the buyer's side, in three steps kept separate so a caller can
 //! persist the signed payment between signing and sending (the agent's
 //! ledger does: after a crash it re-sends the same payment instead of
