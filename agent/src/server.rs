@@ -64,6 +64,7 @@
 use std::{
     collections::HashMap,
     convert::Infallible,
+    panic::AssertUnwindSafe,
     sync::{Arc, Mutex},
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
@@ -80,7 +81,7 @@ use axum::{
     response::{IntoResponse, Response, Sse, sse},
     routing::{get, post},
 };
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::sync::{OwnedMutexGuard, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -92,7 +93,7 @@ use crate::{
     events::AgentEvent,
     observability::AGENT_NAME,
     session::ids::{is_valid_client_id, session_key},
-    turn::{ApprovalAnswer, TurnRequest, TurnRunner},
+    turn::{ApprovalAnswer, ProgressSender, TurnRequest, TurnRunner},
 };
 
 pub use crate::runtime_headers::{REQUEST_ID_HEADER, SESSION_HEADER, USER_ID_HEADER};
@@ -654,7 +655,9 @@ impl Caller {
 // ---------------------------------------------------------------- running a turn
 
 /// Starts a turn in its own task. The receiver yields the progress events
-/// and then exactly one terminal event (`Complete` or `Error`), then ends.
+/// and then exactly one terminal event (`Complete` or `Error`), then ends:
+/// one bounded channel per invocation, which the turn can only send
+/// progress into ([`ProgressSender`]) and only this task ends.
 fn start_turn(
     state: &AppState,
     caller: &Caller,
@@ -694,22 +697,17 @@ fn start_turn(
                 session_budget: inv.session_budget,
                 approval: inv.approval,
             };
-            let (tx, mut rx) = mpsc::channel(EVENT_BUFFER);
-            let runner = state.runner.clone();
-            let turn =
-                tokio::spawn(async move { runner.run_turn(req, tx).await }.in_current_span());
-            while let Some(event) = rx.recv().await {
-                if matches!(
-                    event,
-                    AgentEvent::Complete { .. } | AgentEvent::Error { .. }
-                ) {
-                    continue;
-                }
-                // A closed receiver means the client left; keep draining so
-                // the turn is never blocked and runs to its end.
-                let _ = out_tx.send(event).await;
-            }
-            let terminal = match turn.await {
+            // The turn sends its progress into the same channel; a closed
+            // receiver (the client left) never stops it. A panic is caught
+            // here so the client still gets its terminal event.
+            let turn = AssertUnwindSafe(
+                state
+                    .runner
+                    .run_turn(req, ProgressSender::new(out_tx.clone())),
+            )
+            .catch_unwind()
+            .await;
+            let terminal = match turn {
                 Ok(Ok(output)) => {
                     tracing::info!(
                         elapsed_ms =
@@ -726,8 +724,8 @@ fn start_turn(
                         message: ApiError::Internal(request_id).to_string(),
                     }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "invocation task panicked");
+                Err(_) => {
+                    tracing::error!("invocation panicked");
                     AgentEvent::Error {
                         message: ApiError::Internal(request_id).to_string(),
                     }

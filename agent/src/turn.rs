@@ -52,6 +52,7 @@ use crate::{
 };
 use tools::{
     ledger::LedgerEntry,
+    progress::ToolEvent,
     toolbox::{self, GENERATE_IMAGE, ToolBox, ToolError, TurnContext},
 };
 
@@ -60,9 +61,8 @@ use tools::{
 /// Implemented in [`wiring`](crate::wiring) over the real tool loop; the
 /// contract tests use the same. The server guarantees that, for one
 /// (actor, session), calls never overlap. Contract for implementors:
-/// - send progress events ([`AgentEvent::Text`], `ToolStart`, `ToolEnd`,
-///   `Payment`, `Image`) to `events`; the server sends the terminal
-///   `Complete`/`Error` itself (any sent by the turn are dropped);
+/// - send [`Progress`] to `progress`; it has no terminal variant: the
+///   server sends `complete` or `error` itself, from what the turn returns;
 /// - a failed `send` means the client left: keep going, the turn's result
 ///   is still recorded in the session;
 /// - return the turn's [`Output`], or a [`TurnError`] whose detail is logged
@@ -72,8 +72,74 @@ pub trait TurnRunner: Send + Sync + 'static {
     async fn run_turn(
         &self,
         req: TurnRequest,
-        events: mpsc::Sender<AgentEvent>,
+        progress: ProgressSender,
     ) -> Result<Output, TurnError>;
+}
+
+/// What a turn tells its caller while it runs. There is no terminal variant:
+/// a turn ends by returning, and the server sends the last event
+/// (`complete` or `error`) from that.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    /// A piece of assistant text.
+    Text { delta: String },
+    ToolStart {
+        id: String,
+        name: String,
+        input: serde_json::Value,
+    },
+    ToolEnd {
+        id: String,
+        name: String,
+        status: ToolStatus,
+        summary: String,
+    },
+    /// A quote, refusal, payment or image, shown by a tool.
+    Tool(ToolEvent),
+}
+
+impl From<Progress> for AgentEvent {
+    fn from(p: Progress) -> Self {
+        match p {
+            Progress::Text { delta } => AgentEvent::Text { delta },
+            Progress::ToolStart { id, name, input } => AgentEvent::ToolStart { id, name, input },
+            Progress::ToolEnd {
+                id,
+                name,
+                status,
+                summary,
+            } => AgentEvent::ToolEnd {
+                id,
+                name,
+                status,
+                summary,
+            },
+            Progress::Tool(e) => e.into(),
+        }
+    }
+}
+
+/// The client left: its end of the invocation's event channel is closed.
+#[derive(Debug, thiserror::Error)]
+#[error("the client left")]
+pub struct ClientGone;
+
+/// A turn's way into the invocation's one bounded event channel. It only
+/// sends [`Progress`], so a turn cannot end the stream; the server, which
+/// holds the channel too, sends the terminal event after the turn returns.
+#[derive(Clone, Debug)]
+pub struct ProgressSender(mpsc::Sender<AgentEvent>);
+
+impl ProgressSender {
+    pub fn new(events: mpsc::Sender<AgentEvent>) -> Self {
+        ProgressSender(events)
+    }
+
+    /// Waits while the channel is full (a slow client slows the stream, not
+    /// the turn's bookkeeping: see [`run_turn`]).
+    pub async fn send(&self, p: Progress) -> Result<(), ClientGone> {
+        self.0.send(p.into()).await.map_err(|_| ClientGone)
+    }
 }
 
 /// What a turn needs from its caller.
@@ -135,9 +201,9 @@ impl TurnRunner for TurnDeps {
     async fn run_turn(
         &self,
         req: TurnRequest,
-        events: mpsc::Sender<AgentEvent>,
+        progress: ProgressSender,
     ) -> Result<Output, TurnError> {
-        run_turn(self, req, events).await
+        run_turn(self, req, progress).await
     }
 }
 
@@ -166,20 +232,24 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// Runs one turn, streaming progress to `events`, and returns the final output.
+/// Runs one turn, streaming progress to `progress`, and returns the final
+/// output.
 pub async fn run_turn(
     deps: &TurnDeps,
     req: TurnRequest,
-    events: mpsc::Sender<AgentEvent>,
+    progress: ProgressSender,
 ) -> Result<Output, TurnError> {
-    // All events go through one unbounded queue and one forwarder, so text
-    // deltas (sent from a synchronous callback) and tool events keep their
-    // order and a slow client never blocks the model stream.
-    let (tx, mut rx) = mpsc::unbounded_channel::<AgentEvent>();
+    // Text deltas arrive in a synchronous callback inside the model's
+    // stream, and tool events from concurrent tool calls: they queue here in
+    // order and one forwarder moves them into the bounded channel, so a slow
+    // client never stalls the model stream or a payment. The queue holds at
+    // most one turn's progress (its text is bounded by `max_tokens` per
+    // model call and `max_turns` calls).
+    let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();
     let forwarder = tokio::spawn(async move {
         let mut client_gone = false;
-        while let Some(e) = rx.recv().await {
-            if !client_gone && events.send(e).await.is_err() {
+        while let Some(p) = rx.recv().await {
+            if !client_gone && progress.send(p).await.is_err() {
                 client_gone = true;
             }
         }
@@ -192,7 +262,7 @@ pub async fn run_turn(
 async fn turn(
     deps: &TurnDeps,
     req: TurnRequest,
-    tx: mpsc::UnboundedSender<AgentEvent>,
+    tx: mpsc::UnboundedSender<Progress>,
 ) -> Result<Output, TurnError> {
     let records = deps.store.load(&req.actor_id, &req.session_id).await?;
     let (mut history, ledger) = split(records)?;
@@ -212,7 +282,7 @@ async fn turn(
             let tx = tx.clone();
             // A closed channel means the client left; the turn goes on.
             Arc::new(move |e| {
-                let _ = tx.send(AgentEvent::from(e));
+                let _ = tx.send(Progress::Tool(e));
             })
         },
         ledger,
@@ -338,7 +408,7 @@ async fn turn(
              Nothing more will be paid for it unless you ask again.",
             deps.settings.max_turns
         );
-        let _ = tx.send(AgentEvent::Text {
+        let _ = tx.send(Progress::Text {
             delta: text.clone(),
         });
         history.push(Message::assistant_text(text.clone()));
@@ -389,7 +459,7 @@ async fn answer_quote(
     answer: &ApprovalAnswer,
     turn_id: &str,
     history: &mut Vec<Message>,
-    tx: &mpsc::UnboundedSender<AgentEvent>,
+    tx: &mpsc::UnboundedSender<Progress>,
 ) -> Option<String> {
     let id = &answer.request_id;
     let with_prompt = |text: String| {
@@ -435,7 +505,7 @@ async fn answer_quote(
                 "[From my app, not typed: an answer to request {id}.]"
             )));
             if prompt.trim().is_empty() {
-                let _ = tx.send(AgentEvent::Text {
+                let _ = tx.send(Progress::Text {
                     delta: text.clone(),
                 });
                 history.push(Message::assistant_text(text.clone()));
@@ -454,7 +524,7 @@ async fn call_model(
     model: &dyn Model,
     label: &str,
     request: &ModelRequest,
-    tx: &mpsc::UnboundedSender<AgentEvent>,
+    tx: &mpsc::UnboundedSender<Progress>,
 ) -> Result<ModelResponse, ModelError> {
     let span = tracing::info_span!(
         "chat",
@@ -472,7 +542,7 @@ async fn call_model(
     );
     let on_text = |t: &str| {
         if !t.is_empty() {
-            let _ = tx.send(AgentEvent::Text { delta: t.into() });
+            let _ = tx.send(Progress::Text { delta: t.into() });
         }
     };
     let result = model
@@ -499,7 +569,7 @@ async fn run_tool(
     tools: &ToolBox,
     ctx: &TurnContext,
     call: &ToolUse,
-    tx: &mpsc::UnboundedSender<AgentEvent>,
+    tx: &mpsc::UnboundedSender<Progress>,
 ) -> ToolResult {
     let span = tracing::info_span!(
         "execute_tool",
@@ -507,7 +577,7 @@ async fn run_tool(
         "gen_ai.tool.name" = call.name.as_str(),
         "gen_ai.tool.call.id" = call.tool_use_id.as_str(),
     );
-    let _ = tx.send(AgentEvent::ToolStart {
+    let _ = tx.send(Progress::ToolStart {
         id: call.tool_use_id.clone(),
         name: call.name.clone(),
         input: call.input.clone(),
@@ -535,7 +605,7 @@ async fn run_tool(
             )
         }
     };
-    let _ = tx.send(AgentEvent::ToolEnd {
+    let _ = tx.send(Progress::ToolEnd {
         id: call.tool_use_id.clone(),
         name: call.name.clone(),
         status: match status {

@@ -7,7 +7,9 @@ use agent::{
     events::{AgentEvent, Output},
     model::{Model, ModelVision},
     session::{Record, SessionStore, local::LocalSessionStore},
-    turn::{ApprovalAnswer, TurnDeps, TurnError, TurnRequest, TurnSettings, run_turn},
+    turn::{
+        ApprovalAnswer, ProgressSender, TurnDeps, TurnError, TurnRequest, TurnSettings, run_turn,
+    },
 };
 use alloy::primitives::{Address, address};
 use tokio::sync::mpsc;
@@ -177,7 +179,7 @@ impl Harness {
 
     pub async fn run(&self, req: TurnRequest) -> (Result<Output, TurnError>, Vec<AgentEvent>) {
         let (tx, mut rx) = mpsc::channel(1024);
-        let result = run_turn(&self.deps, req, tx).await;
+        let result = run_turn(&self.deps, req, ProgressSender::new(tx)).await;
         let mut events = Vec::new();
         while let Ok(e) = rx.try_recv() {
             events.push(e);

@@ -4,13 +4,13 @@
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use agent::{
-    events::{AgentEvent, Output, OutputMessage, ToolStatus},
+    events::{Output, OutputMessage, ToolStatus},
     server::{self, AppState, Limits},
     turn::TurnRunner,
-    turn::{TurnError, TurnRequest},
+    turn::{Progress, ProgressSender, TurnError, TurnRequest},
 };
 use async_trait::async_trait;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use x402::Usdc;
 
 pub fn limits() -> Limits {
@@ -66,7 +66,7 @@ impl TurnRunner for ContractRunner {
     async fn run_turn(
         &self,
         req: TurnRequest,
-        events: mpsc::Sender<AgentEvent>,
+        events: ProgressSender,
     ) -> Result<Output, TurnError> {
         let session = req.session_id.clone();
         {
@@ -82,7 +82,7 @@ impl TurnRunner for ContractRunner {
             .unwrap()
             .push(TurnRequest { ..clone_req(&req) });
         let _ = events
-            .send(AgentEvent::ToolStart {
+            .send(Progress::ToolStart {
                 id: "t1".into(),
                 name: "check_balance".into(),
                 input: serde_json::json!({}),
@@ -92,7 +92,7 @@ impl TurnRunner for ContractRunner {
             self.gate.notified().await;
         }
         let _ = events
-            .send(AgentEvent::ToolEnd {
+            .send(Progress::ToolEnd {
                 id: "t1".into(),
                 name: "check_balance".into(),
                 status: ToolStatus::Success,
@@ -100,14 +100,8 @@ impl TurnRunner for ContractRunner {
             })
             .await;
         let _ = events
-            .send(AgentEvent::Text {
+            .send(Progress::Text {
                 delta: format!("echo: {prompt}"),
-            })
-            .await;
-        // A runner that (wrongly) sends its own terminal event: the server drops it.
-        let _ = events
-            .send(AgentEvent::Error {
-                message: "ignored".into(),
             })
             .await;
         *self.active.lock().unwrap().get_mut(&session).unwrap() -= 1;
