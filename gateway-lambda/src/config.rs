@@ -310,7 +310,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.public_url, None);
-        assert_eq!(c.aws_endpoint_url.as_deref(), Some("http://127.0.0.1:15000"));
+        assert_eq!(
+            c.aws_endpoint_url.as_deref(),
+            Some("http://127.0.0.1:15000")
+        );
     }
 
     #[test]

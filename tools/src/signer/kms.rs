@@ -106,8 +106,8 @@ pub fn address_from_spki(der: &[u8]) -> Result<Address, SignerError> {
 /// `(r, s)` of a DER `SEQUENCE { INTEGER r, INTEGER s }`, with s made low
 /// (EIP-2: s <= n/2; KMS may return either twin).
 pub fn parse_der_signature(der: &[u8]) -> Result<(U256, U256), SignerError> {
-    let sig = k256::ecdsa::Signature::from_der(der)
-        .map_err(|_| remote("malformed DER signature"))?;
+    let sig =
+        k256::ecdsa::Signature::from_der(der).map_err(|_| remote("malformed DER signature"))?;
     let sig = sig.normalize_s().unwrap_or(sig);
     let (r, s) = sig.split_bytes();
     Ok((U256::from_be_slice(&r), U256::from_be_slice(&s)))
