@@ -6,6 +6,9 @@
 //!
 //! Idempotent: a stack left by an earlier run (still running, or orphaned by
 //! a crash) is stopped first through the pidfile.
+//!
+//! Files: `options.rs` (ports and what to start), `apps.rs` (our own two
+//! binaries: building them, starting them and more instances of them).
 
 use std::{fs, future::Future, path::PathBuf, time::Duration};
 
@@ -14,79 +17,15 @@ use anyhow::{Context, Result, bail};
 use crate::{
     accounts,
     chain::{self, Rpc},
-    paths::{self, Paths},
+    paths::Paths,
     proc::{Pidfile, Probe, Service, ServiceSpec},
 };
 
-/// Default ports (CONTRIBUTING.md), each overridable by its variable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ports {
-    pub anvil: u16,
-    pub facilitator: u16,
-    pub moto: u16,
-    pub gateway: u16,
-    pub agent: u16,
-}
+mod apps;
+mod options;
 
-impl Ports {
-    pub const DEFAULT: Ports = Ports {
-        anvil: 18545,
-        facilitator: 14021,
-        moto: 15000,
-        gateway: 13001,
-        agent: 18080,
-    };
-
-    /// Defaults overridden by `STACK_ANVIL_PORT`, `STACK_FACILITATOR_PORT`,
-    /// `STACK_MOTO_PORT`, `STACK_GATEWAY_PORT`, `STACK_AGENT_PORT`.
-    pub fn from_env() -> Result<Ports> {
-        let d = Ports::DEFAULT;
-        Ok(Ports {
-            anvil: port_from_env("STACK_ANVIL_PORT", d.anvil)?,
-            facilitator: port_from_env("STACK_FACILITATOR_PORT", d.facilitator)?,
-            moto: port_from_env("STACK_MOTO_PORT", d.moto)?,
-            gateway: port_from_env("STACK_GATEWAY_PORT", d.gateway)?,
-            agent: port_from_env("STACK_AGENT_PORT", d.agent)?,
-        })
-    }
-}
-
-fn port_from_env(var: &str, default: u16) -> Result<u16> {
-    match std::env::var(var) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("{var}={v:?} is not a port")),
-        Err(_) => Ok(default),
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct StackOptions {
-    pub ports: Ports,
-    /// Start the gateway and the agent too (when their binaries are real).
-    pub apps: bool,
-    /// Build the app binaries first (see [`build_apps`]).
-    pub build_apps: bool,
-    /// Build them as the tests do (`--workspace --all-targets`), so a
-    /// following `cargo test` reuses every dependency; off for the demo,
-    /// which needs only the two binaries.
-    pub build_for_tests: bool,
-    /// Which build of the apps to run (`target/debug` or `target/release`).
-    pub release: bool,
-}
-
-impl StackOptions {
-    pub fn from_env() -> Result<StackOptions> {
-        Ok(StackOptions {
-            ports: Ports::from_env()?,
-            apps: true,
-            build_apps: true,
-            build_for_tests: true,
-            release: false,
-        })
-    }
-}
+pub use apps::{AGENT, App, GATEWAY, build_apps};
+pub use options::{Ports, StackOptions};
 
 /// Dummy credentials for moto.
 const AWS_REGION: &str = "us-east-1";
@@ -94,33 +33,6 @@ const AWS_ACCESS_KEY_ID: &str = "testing";
 const AWS_SECRET_ACCESS_KEY: &str = "testing";
 /// The moto S3 bucket the stack's own agent keeps its images in.
 pub const IMAGES_BUCKET: &str = "agent-images";
-/// Inherited variables that could point an app at a real AWS account.
-const AWS_LEAKS: &[&str] = &["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"];
-
-/// One of our own binaries run as part of the stack.
-#[derive(Clone, Copy, Debug)]
-pub struct App {
-    pub package: &'static str,
-    pub bin: &'static str,
-    pub name: &'static str,
-    pub port_env: &'static str,
-    pub health_path: &'static str,
-}
-
-pub const GATEWAY: App = App {
-    package: "gateway-lambda",
-    bin: "gateway-lambda",
-    name: "gateway",
-    port_env: "STACK_GATEWAY_PORT",
-    health_path: "/health",
-};
-pub const AGENT: App = App {
-    package: "agent",
-    bin: "agent",
-    name: "agent",
-    port_env: "STACK_AGENT_PORT",
-    health_path: "/ping",
-};
 
 /// A stack that answers. Dropping it kills every service; [`RunningStack::down`]
 /// stops them gracefully and removes `stack.env`.
@@ -385,52 +297,6 @@ impl RunningStack {
         }
     }
 
-    /// Starts one of our binaries if it exists; `Ok(false)` when it is absent
-    /// or a placeholder (exits 0 at once instead of serving).
-    async fn start_app(
-        &mut self,
-        app: &App,
-        port: u16,
-        url: &str,
-        env: Vec<(String, String)>,
-    ) -> Result<bool> {
-        let program = self.app_program(app);
-        if !program.exists() {
-            eprintln!(
-                "xtask: {} not built ({}); skipping it",
-                app.name,
-                program.display()
-            );
-            return Ok(false);
-        }
-        let spec = ServiceSpec {
-            name: app.name.into(),
-            marker: app.bin.into(),
-            program,
-            args: vec![],
-            cwd: self.paths.root.clone(),
-            env,
-            env_remove: AWS_LEAKS.iter().map(|s| (*s).to_owned()).collect(),
-            port,
-            port_env: app.port_env.into(),
-            probe: Probe::HttpOk {
-                url: format!("{url}{}", app.health_path),
-            },
-            ready_timeout: Duration::from_secs(60),
-        };
-        match self.start(&spec).await? {
-            None => Ok(true),
-            Some(_) => {
-                eprintln!(
-                    "xtask: {} exited at once with status 0 (placeholder main?); \
-                     running the stack without it",
-                    app.name
-                );
-                Ok(false)
-            }
-        }
-    }
-
     fn write_env_file(&self) -> Result<()> {
         let mut text = String::from(
             "# Written by `cargo xtask stack` once every service answered; removed when it stops.\n\
@@ -444,77 +310,6 @@ impl RunningStack {
         fs::write(&tmp, text)?;
         fs::rename(&tmp, &path)?;
         Ok(())
-    }
-
-    /// The binary of `app` in the build this stack runs.
-    pub fn app_program(&self, app: &App) -> PathBuf {
-        self.app_program_in(app, self.release)
-    }
-
-    fn app_program_in(&self, app: &App, release: bool) -> PathBuf {
-        let profile = if release { "release" } else { "debug" };
-        self.paths.target_dir().join(profile).join(app.bin)
-    }
-
-    /// The environment the stack starts `app` with, before its port and
-    /// peers' URLs (empty when started without apps).
-    pub fn app_env(&self, app: &App) -> Vec<(String, String)> {
-        self.app_env
-            .iter()
-            .find(|(n, _)| *n == app.name)
-            .map(|(_, e)| e.clone())
-            .unwrap_or_default()
-    }
-
-    /// Starts one more instance of `app` (named `name`, on `port`) with the
-    /// environment the stack gives it plus `extra` (later entries win), e.g.
-    /// pointed at a proxy. Supervised and stopped with the stack.
-    pub async fn start_instance(
-        &mut self,
-        app: &App,
-        name: &str,
-        port: u16,
-        extra: &[(&str, &str)],
-    ) -> Result<String> {
-        self.start_instance_of(app, self.release, name, port, extra)
-            .await
-    }
-
-    /// [`RunningStack::start_instance`] from the given build (`release` or
-    /// debug), whatever build the stack itself runs.
-    pub async fn start_instance_of(
-        &mut self,
-        app: &App,
-        release: bool,
-        name: &str,
-        port: u16,
-        extra: &[(&str, &str)],
-    ) -> Result<String> {
-        let mut env = self.app_env(app);
-        if env.is_empty() {
-            bail!("the stack was started without apps");
-        }
-        env.extend(kv(extra));
-        let url = format!("http://127.0.0.1:{port}");
-        let spec = ServiceSpec {
-            name: name.into(),
-            marker: app.bin.into(),
-            program: self.app_program_in(app, release),
-            args: vec![],
-            cwd: self.paths.root.clone(),
-            env,
-            env_remove: AWS_LEAKS.iter().map(|s| (*s).to_owned()).collect(),
-            port,
-            port_env: app.port_env.into(),
-            probe: Probe::HttpOk {
-                url: format!("{url}{}", app.health_path),
-            },
-            ready_timeout: Duration::from_secs(60),
-        };
-        match self.start(&spec).await? {
-            None => Ok(url),
-            Some(status) => bail!("{name} exited at once ({status})"),
-        }
     }
 
     /// The process id of a service this stack started (by name), e.g. to pin
@@ -628,40 +423,6 @@ fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
-}
-
-/// `cargo build -p gateway-lambda -p agent --bins` (`--release` too), or with
-/// `for_tests` `cargo build --workspace --all-targets`: the feature set
-/// `cargo test --workspace` resolves (dev-dependencies unify features), so
-/// bringing the stack up and testing do not rebuild each other's dependencies.
-pub async fn build_apps(paths: &Paths, release: bool, for_tests: bool) -> Result<()> {
-    let mut cmd = tokio::process::Command::new(paths::cargo());
-    for k in paths::cargo_run_env() {
-        cmd.env_remove(k);
-    }
-    cmd.current_dir(&paths.root).arg("build");
-    if release {
-        cmd.arg("--release");
-    }
-    if for_tests && !release {
-        cmd.args(["--workspace", "--all-targets"]);
-    } else {
-        cmd.arg("--bins");
-        for app in [GATEWAY, AGENT] {
-            cmd.args(["-p", app.package]);
-        }
-    }
-    let status = cmd
-        .kill_on_drop(true)
-        .status()
-        .await
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!(
-            "building the gateway and the agent failed ({status}); `--no-app` starts the stack without them"
-        );
-    }
-    Ok(())
 }
 
 pub use plumbing::shutdown_signal;
