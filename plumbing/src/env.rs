@@ -22,10 +22,13 @@ use std::{fmt, str::FromStr};
 #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
 pub struct Problems(pub Vec<String>);
 
+/// How a setting is looked up: the process environment, or a map in tests.
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
 /// Reads settings through a lookup (the process environment, or a map in
 /// tests) and collects what is wrong instead of stopping at the first.
 pub struct Env<'a> {
-    get: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    get: Lookup<'a>,
     problems: Vec<String>,
 }
 
