@@ -14,7 +14,7 @@ use tools::{
     ledger::MoneyRules,
     seller::{ImageSeller, X402Seller, agentcore::AgentCoreSeller},
     signer::{
-        CdpConfig, PaymentSigner,
+        CdpConfig, PaymentSigner, SignerSpec,
         agentcore::{AgentCoreConfig, AgentCorePayments, InstrumentWallet},
     },
     storage::{DirImageStore, ImageStore, S3ImageStore},
@@ -133,10 +133,10 @@ pub fn model(cfg: &Config, aws: &SdkConfig) -> Arc<dyn Model> {
 /// exported once), or a KMS key. Secrets given as ARNs are resolved first.
 pub async fn signer(cfg: &Config, aws: &SdkConfig) -> Result<Arc<dyn PaymentSigner>, WiringError> {
     let setup = |e: tools::signer::SignerError| WiringError::Setup(format!("signer: {e}"));
-    let tools_cfg = match &cfg.signer {
+    let spec = match &cfg.signer {
         SignerConfig::Local { private_key } => {
             let key = resolve_secret(private_key, aws).await?;
-            tools::signer::SignerConfig::Local(key)
+            SignerSpec::Local(key)
         }
         SignerConfig::Cdp {
             export,
@@ -150,16 +150,15 @@ pub async fn signer(cfg: &Config, aws: &SdkConfig) -> Result<Arc<dyn PaymentSign
                 api_key_secret: resolve_secret(api_key_secret, aws).await?,
                 wallet_secret: resolve_secret(wallet_secret, aws).await?,
                 account_name: account_name.clone(),
-                base_url: std::env::var("CDP_BASE_URL")
-                    .unwrap_or_else(|_| cdp_sdk::CDP_BASE_URL.to_owned()),
+                base_url: cfg.endpoints.cdp_base_url.clone(),
             };
             if *export {
-                tools::signer::SignerConfig::CdpExport(c)
+                SignerSpec::CdpExport(c)
             } else {
-                tools::signer::SignerConfig::Cdp(c)
+                SignerSpec::Cdp(c)
             }
         }
-        SignerConfig::Kms { key_id } => tools::signer::SignerConfig::Kms {
+        SignerConfig::Kms { key_id } => SignerSpec::Kms {
             key_id: key_id.clone(),
             aws: Box::new(aws.clone()),
         },
@@ -171,7 +170,7 @@ pub async fn signer(cfg: &Config, aws: &SdkConfig) -> Result<Arc<dyn PaymentSign
             ));
         }
     };
-    tools::signer::from_config(tools_cfg).await.map_err(setup)
+    tools::signer::from_config(spec).await.map_err(setup)
 }
 
 /// The AgentCore Payments backend (`SIGNER=agentcore`): reads the payment
@@ -217,9 +216,8 @@ pub fn image_store(cfg: &Config, aws: &SdkConfig) -> Arc<dyn ImageStore> {
             prefix,
             presign_expiry_seconds,
         } => {
-            // moto (AWS_ENDPOINT_URL) needs path-style addressing.
             let conf = aws_sdk_s3::config::Builder::from(aws)
-                .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
+                .force_path_style(cfg.endpoints.s3_path_style())
                 .build();
             Arc::new(S3ImageStore::new(
                 aws_sdk_s3::Client::from_conf(conf),

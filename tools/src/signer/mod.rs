@@ -94,9 +94,6 @@ pub enum SignerSpec {
     },
 }
 
-/// The former name of [`SignerSpec`], while the agent's wiring still uses it.
-pub type SignerConfig = SignerSpec;
-
 /// Builds the configured signer (remote ones connect and resolve their
 /// address now, so a misconfiguration stops start-up, not the first payment).
 pub async fn from_config(cfg: SignerSpec) -> Result<Arc<dyn PaymentSigner>, SignerError> {
