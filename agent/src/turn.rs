@@ -48,7 +48,7 @@ use crate::{
         ToolResult, ToolResultContent, ToolResultStatus, ToolUse, prompt::system_prompt,
         trim_oldest_turn,
     },
-    session::{Record, SessionLedger, SessionStore, StoreError},
+    session::{Record, SessionLedger, SessionStore, SessionStoreError},
 };
 use tools::{
     ledger::LedgerEntry,
@@ -169,7 +169,7 @@ pub enum TurnError {
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] SessionStoreError),
     #[error(transparent)]
     Model(#[from] ModelError),
 }
@@ -208,18 +208,18 @@ impl TurnRunner for TurnDeps {
 }
 
 /// Splits stored records into conversation messages and ledger entries.
-fn split(records: Vec<Record>) -> Result<(Vec<Message>, Vec<LedgerEntry>), StoreError> {
+fn split(records: Vec<Record>) -> Result<(Vec<Message>, Vec<LedgerEntry>), SessionStoreError> {
     let mut messages = Vec::new();
     let mut ledger = Vec::new();
     for r in records {
         match r {
             Record::Message { message } => messages.push(
                 serde_json::from_value(message)
-                    .map_err(|e| StoreError::Corrupt(format!("message: {e}")))?,
+                    .map_err(|e| SessionStoreError::Corrupt(format!("message: {e}")))?,
             ),
             Record::Ledger { entry } => ledger.push(
                 serde_json::from_value(entry)
-                    .map_err(|e| StoreError::Corrupt(format!("ledger entry: {e}")))?,
+                    .map_err(|e| SessionStoreError::Corrupt(format!("ledger entry: {e}")))?,
             ),
         }
     }

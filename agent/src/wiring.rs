@@ -33,7 +33,7 @@ use crate::{
         offline::OfflineModel,
         retry::{Backoff, Retry},
     },
-    server::{AppState, Limits},
+    server::{AppState, RequestLimits},
     session::{SessionStore, local::LocalSessionStore, memory::MemorySessionStore},
     turn::{TurnDeps, TurnSettings},
 };
@@ -87,8 +87,8 @@ pub async fn resolve_secret(secret: &Secret, aws: &SdkConfig) -> Result<SecretSt
 }
 
 /// Server limits from the configuration.
-pub fn limits(cfg: &Config) -> Limits {
-    Limits {
+pub fn limits(cfg: &Config) -> RequestLimits {
+    RequestLimits {
         max_prompt_chars: cfg.server.max_prompt_chars,
         max_body_bytes: cfg.server.max_body_bytes,
         max_session_budget: cfg.money.max_session_budget,

@@ -116,7 +116,7 @@ pub async fn run(
 
 /// Request limits (from [`Config`](crate::config::Config)).
 #[derive(Clone, Debug)]
-pub struct Limits {
+pub struct RequestLimits {
     pub max_prompt_chars: usize,
     pub max_body_bytes: usize,
     /// Highest `session_budget_usdc` a caller may set.
@@ -131,7 +131,7 @@ pub struct Limits {
     pub allowed_origins: Vec<String>,
 }
 
-impl Limits {
+impl RequestLimits {
     /// Whether a browser `Origin` may drive this agent.
     pub fn origin_allowed(&self, origin: &str) -> bool {
         let origin = origin.trim_end_matches('/');
@@ -150,7 +150,7 @@ impl Limits {
 #[derive(Clone)]
 pub struct AppState {
     runner: Arc<dyn TurnRunner>,
-    limits: Arc<Limits>,
+    limits: Arc<RequestLimits>,
     health: Health,
     sessions: SessionLocks,
     /// The web chat page's routes, when `AGENT_WEB_UI` is on.
@@ -159,12 +159,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(runner: Arc<dyn TurnRunner>, limits: Limits) -> Self {
+    pub fn new(runner: Arc<dyn TurnRunner>, limits: RequestLimits) -> Self {
         AppState::with_health(runner, limits, Health::system())
     }
 
     /// With a given [`Health`] (tests pass one with a manual clock).
-    pub fn with_health(runner: Arc<dyn TurnRunner>, limits: Limits, health: Health) -> Self {
+    pub fn with_health(runner: Arc<dyn TurnRunner>, limits: RequestLimits, health: Health) -> Self {
         AppState {
             runner,
             limits: Arc::new(limits),

@@ -6,7 +6,7 @@ use tools::access::Claim;
 use x402::Usdc;
 
 use super::{
-    ApiError, AppState, Limits, REQUEST_ID_HEADER, Rejected, SESSION_HEADER, USER_ID_HEADER,
+    ApiError, AppState, REQUEST_ID_HEADER, Rejected, RequestLimits, SESSION_HEADER, USER_ID_HEADER,
 };
 use crate::{session::ids::is_valid_client_id, turn::ApprovalAnswer};
 
@@ -25,7 +25,7 @@ pub struct Invocation {
 
 /// Parses an `/invocations` body or a `/ws` message: a prompt and/or an
 /// approval (`"approve": {...}`, or a `/ws` message `{"type": "approve", ...}`).
-pub fn parse_invocation(body: &[u8], limits: &Limits) -> Result<Invocation, ApiError> {
+pub fn parse_invocation(body: &[u8], limits: &RequestLimits) -> Result<Invocation, ApiError> {
     if body.len() > limits.max_body_bytes {
         return Err(ApiError::BodyTooLarge(limits.max_body_bytes));
     }
@@ -92,7 +92,7 @@ pub(super) fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Refuses a browser request from an origin not allowed.
-pub(super) fn check_origin(headers: &HeaderMap, limits: &Limits) -> Result<(), ApiError> {
+pub(super) fn check_origin(headers: &HeaderMap, limits: &RequestLimits) -> Result<(), ApiError> {
     match headers.get(header::ORIGIN) {
         None => Ok(()),
         Some(v) => {
@@ -175,7 +175,10 @@ pub(super) struct Caller {
 }
 
 impl Caller {
-    pub(super) fn from_headers(headers: &HeaderMap, limits: &Limits) -> Result<Caller, Rejected> {
+    pub(super) fn from_headers(
+        headers: &HeaderMap,
+        limits: &RequestLimits,
+    ) -> Result<Caller, Rejected> {
         let request_id = header_str(headers, REQUEST_ID_HEADER)
             .ok()
             .flatten()

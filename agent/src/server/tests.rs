@@ -6,8 +6,8 @@ use super::{
 };
 use crate::turn::ApprovalAnswer;
 
-fn limits() -> Limits {
-    Limits {
+fn limits() -> RequestLimits {
+    RequestLimits {
         max_prompt_chars: 10,
         max_body_bytes: 200,
         max_session_budget: Usdc::from_atomic(5_000_000),

@@ -26,7 +26,7 @@ use std::{
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Record, SessionStore, StoreError, ids::storage_id};
+use super::{Record, SessionStore, SessionStoreError, ids::storage_id};
 
 /// JSON-lines session files under a directory.
 pub struct LocalSessionStore {
@@ -62,13 +62,13 @@ impl LocalSessionStore {
     }
 }
 
-fn unavailable(path: &Path, e: &std::io::Error) -> StoreError {
-    StoreError::Unavailable(format!("{}: {e}", path.display()))
+fn unavailable(path: &Path, e: &std::io::Error) -> SessionStoreError {
+    SessionStoreError::Unavailable(format!("{}: {e}", path.display()))
 }
 
 /// Complete lines of a file, and the byte length they cover. A trailing
 /// fragment without `\n` is a torn write and is not part of the state.
-fn read_lines(path: &Path) -> Result<(Vec<Line>, u64), StoreError> {
+fn read_lines(path: &Path) -> Result<(Vec<Line>, u64), SessionStoreError> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
@@ -80,14 +80,15 @@ fn read_lines(path: &Path) -> Result<(Vec<Line>, u64), StoreError> {
         if raw.trim().is_empty() {
             continue;
         }
-        let line: Line = serde_json::from_str(raw)
-            .map_err(|e| StoreError::Corrupt(format!("{} line {}: {e}", path.display(), n + 1)))?;
+        let line: Line = serde_json::from_str(raw).map_err(|e| {
+            SessionStoreError::Corrupt(format!("{} line {}: {e}", path.display(), n + 1))
+        })?;
         lines.push(line);
     }
     Ok((lines, complete as u64))
 }
 
-fn append_line(path: &Path, records: &[Record], key: &str) -> Result<(), StoreError> {
+fn append_line(path: &Path, records: &[Record], key: &str) -> Result<(), SessionStoreError> {
     let (lines, complete_len) = read_lines(path)?;
     if lines.iter().any(|l| l.key == key) {
         return Ok(()); // already written by an earlier attempt
@@ -110,7 +111,7 @@ fn append_line(path: &Path, records: &[Record], key: &str) -> Result<(), StoreEr
         key: key.to_owned(),
         records: records.to_vec(),
     })
-    .map_err(|e| StoreError::Corrupt(format!("record not serialisable: {e}")))?;
+    .map_err(|e| SessionStoreError::Corrupt(format!("record not serialisable: {e}")))?;
     buf.push(b'\n');
     file.write_all(&buf).map_err(|e| unavailable(path, &e))?;
     file.sync_data().map_err(|e| unavailable(path, &e))
@@ -118,13 +119,17 @@ fn append_line(path: &Path, records: &[Record], key: &str) -> Result<(), StoreEr
 
 #[async_trait]
 impl SessionStore for LocalSessionStore {
-    async fn load(&self, actor_id: &str, session_id: &str) -> Result<Vec<Record>, StoreError> {
+    async fn load(
+        &self,
+        actor_id: &str,
+        session_id: &str,
+    ) -> Result<Vec<Record>, SessionStoreError> {
         let path = self.path(actor_id, session_id);
         let lock = self.file_lock(&path);
         let _guard = lock.lock().await;
         let (lines, _) = tokio::task::spawn_blocking(move || read_lines(&path))
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+            .map_err(|e| SessionStoreError::Unavailable(e.to_string()))??;
         // Keys are unique by construction; skipping repeats keeps reads exact
         // even if a file was edited or merged by hand.
         let mut seen = HashSet::new();
@@ -141,14 +146,14 @@ impl SessionStore for LocalSessionStore {
         session_id: &str,
         records: &[Record],
         idempotency_key: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), SessionStoreError> {
         let path = self.path(actor_id, session_id);
         let lock = self.file_lock(&path);
         let _guard = lock.lock().await;
         let (records, key) = (records.to_vec(), idempotency_key.to_owned());
         tokio::task::spawn_blocking(move || append_line(&path, &records, &key))
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .map_err(|e| SessionStoreError::Unavailable(e.to_string()))?
     }
 }
 
@@ -267,7 +272,7 @@ mod tests {
         drop(f);
         assert!(matches!(
             s.load("a", "s").await,
-            Err(StoreError::Corrupt(_))
+            Err(SessionStoreError::Corrupt(_))
         ));
     }
 }

@@ -34,7 +34,7 @@ use aws_smithy_types::DateTime;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Record, SessionStore, StoreError, ids::storage_id};
+use super::{Record, SessionStore, SessionStoreError, ids::storage_id};
 use crate::document::{doc_to_json, json_to_doc};
 
 /// Envelope version written in every blob.
@@ -85,7 +85,7 @@ impl MemorySessionStore {
         &self,
         actor: &str,
         session: &str,
-    ) -> Result<Vec<(i64, String, Option<Envelope>)>, StoreError> {
+    ) -> Result<Vec<(i64, String, Option<Envelope>)>, SessionStoreError> {
         let mut out = Vec::new();
         let mut next: Option<String> = None;
         loop {
@@ -101,11 +101,14 @@ impl MemorySessionStore {
                 .send()
                 .await
                 .map_err(|e| {
-                    StoreError::Unavailable(format!("ListEvents: {}", DisplayErrorContext(&e)))
+                    SessionStoreError::Unavailable(format!(
+                        "ListEvents: {}",
+                        DisplayErrorContext(&e)
+                    ))
                 })?;
             for event in page.events() {
                 let ts = event.event_timestamp().to_millis().map_err(|e| {
-                    StoreError::Corrupt(format!("event {} timestamp: {e}", event.event_id()))
+                    SessionStoreError::Corrupt(format!("event {} timestamp: {e}", event.event_id()))
                 })?;
                 let envelope = event.payload().iter().find_map(|p| match p {
                     PayloadType::Blob(doc) => {
@@ -144,7 +147,11 @@ fn client_token(actor: &str, session: &str, key: &str) -> String {
 
 #[async_trait]
 impl SessionStore for MemorySessionStore {
-    async fn load(&self, actor_id: &str, session_id: &str) -> Result<Vec<Record>, StoreError> {
+    async fn load(
+        &self,
+        actor_id: &str,
+        session_id: &str,
+    ) -> Result<Vec<Record>, SessionStoreError> {
         let (actor, session) = (storage_id(actor_id), storage_id(session_id));
         let events = self.list(&actor, &session).await?;
         if let Some((ts, _, _)) = events.last() {
@@ -166,7 +173,7 @@ impl SessionStore for MemorySessionStore {
         session_id: &str,
         records: &[Record],
         idempotency_key: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), SessionStoreError> {
         let (actor, session) = (storage_id(actor_id), storage_id(session_id));
         let slot = (actor.clone(), session.clone());
         let last = match self.remembered_ts(&slot) {
@@ -181,7 +188,7 @@ impl SessionStore for MemorySessionStore {
             records: records.to_vec(),
         };
         let blob = serde_json::to_value(&envelope)
-            .map_err(|e| StoreError::Corrupt(format!("record not serialisable: {e}")))?;
+            .map_err(|e| SessionStoreError::Corrupt(format!("record not serialisable: {e}")))?;
         self.client
             .create_event()
             .memory_id(&self.memory_id)
@@ -193,7 +200,7 @@ impl SessionStore for MemorySessionStore {
             .send()
             .await
             .map_err(|e| {
-                StoreError::Unavailable(format!("CreateEvent: {}", DisplayErrorContext(&e)))
+                SessionStoreError::Unavailable(format!("CreateEvent: {}", DisplayErrorContext(&e)))
             })?;
         self.remember_ts(slot, ts);
         Ok(())

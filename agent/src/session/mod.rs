@@ -37,7 +37,7 @@ pub enum Record {
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum StoreError {
+pub enum SessionStoreError {
     #[error("session store unavailable: {0}")]
     Unavailable(String),
     #[error("session store data corrupt: {0}")]
@@ -48,7 +48,11 @@ pub enum StoreError {
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Every record of the session, oldest first. Empty for a new session.
-    async fn load(&self, actor_id: &str, session_id: &str) -> Result<Vec<Record>, StoreError>;
+    async fn load(
+        &self,
+        actor_id: &str,
+        session_id: &str,
+    ) -> Result<Vec<Record>, SessionStoreError>;
 
     /// Appends records atomically enough that a retry with the same
     /// `idempotency_key` never stores them twice.
@@ -58,7 +62,7 @@ pub trait SessionStore: Send + Sync {
         session_id: &str,
         records: &[Record],
         idempotency_key: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), SessionStoreError>;
 }
 
 /// One session's ledger as the tools write it: each entry is appended as a

@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 use agent::{
     events::Output,
     model::offline::OfflineModel,
-    server::{self, AppState, Limits},
+    server::{self, AppState, RequestLimits},
     session::SessionStore as _,
     turn::TurnRequest,
 };
@@ -331,7 +331,7 @@ async fn a_payment_the_seller_refuses_stays_reserved_while_it_can_settle() {
 async fn serve_agent(h: Harness, access: Arc<dyn AccessStore>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let limits = Limits {
+    let limits = RequestLimits {
         max_prompt_chars: 1000,
         max_body_bytes: 64 * 1024,
         max_session_budget: usdc("10"),

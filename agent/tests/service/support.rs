@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use agent::{
     events::{Output, OutputMessage, ToolStatus},
-    server::{self, AppState, Limits},
+    server::{self, AppState, RequestLimits},
     turn::TurnRunner,
     turn::{Progress, ProgressSender, TurnError, TurnRequest},
 };
@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use x402::Usdc;
 
-pub fn limits() -> Limits {
-    Limits {
+pub fn limits() -> RequestLimits {
+    RequestLimits {
         max_prompt_chars: 100,
         max_body_bytes: 4096,
         max_session_budget: Usdc::from_atomic(10_000_000),
