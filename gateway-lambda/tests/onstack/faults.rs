@@ -40,12 +40,13 @@ async fn facilitator_down_means_no_charge_and_the_payment_stays_usable() {
         },
     )
     .await;
-    let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
-    let url = format!("{}/generate_image", gw.url);
-    let body = json!({"prompt": "while the facilitator is down"});
-    let q = quote(&url, &body).await;
-    let header = pay_v2(&stack, &buyer, &q);
-    let before = stack.usdc_balance(buyer.address()).await.unwrap();
+    let Purchase {
+        buyer,
+        url,
+        body,
+        header,
+        before,
+    } = purchase(&stack, &gw, "while the facilitator is down").await;
 
     let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
     assert_eq!(r.status, 502, "{}", r.body);
@@ -85,12 +86,13 @@ async fn settle_failing_is_checked_on_chain_and_retried_without_double_charge() 
         },
     )
     .await;
-    let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
-    let url = format!("{}/generate_image", gw.url);
-    let body = json!({"prompt": "settle fails the first time"});
-    let q = quote(&url, &body).await;
-    let header = pay_v2(&stack, &buyer, &q);
-    let before = stack.usdc_balance(buyer.address()).await.unwrap();
+    let Purchase {
+        buyer,
+        url,
+        body,
+        header,
+        before,
+    } = purchase(&stack, &gw, "settle fails the first time").await;
 
     let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
     assert_eq!(r.status, 502, "{}", r.body);
@@ -176,12 +178,13 @@ async fn generation_failing_after_verify_charges_nothing_and_the_payment_can_be_
         },
     )
     .await;
-    let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
-    let url = format!("{}/generate_image", gw.url);
-    let body = json!({"prompt": "the model is down"});
-    let q = quote(&url, &body).await;
-    let header = pay_v2(&stack, &buyer, &q);
-    let before = stack.usdc_balance(buyer.address()).await.unwrap();
+    let Purchase {
+        buyer,
+        url,
+        body,
+        header,
+        before,
+    } = purchase(&stack, &gw, "the model is down").await;
 
     let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
     assert_eq!(r.status, 502, "{}", r.body);
@@ -247,12 +250,13 @@ async fn a_crash_between_settlement_and_response_is_recovered_by_a_retry() {
         },
     )
     .await;
-    let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
-    let url = format!("{}/generate_image", gw.url);
-    let body = json!({"prompt": "paid, then the lights went out"});
-    let q = quote(&url, &body).await;
-    let header = pay_v2(&stack, &buyer, &q);
-    let before = stack.usdc_balance(buyer.address()).await.unwrap();
+    let Purchase {
+        buyer,
+        url,
+        body,
+        header,
+        before,
+    } = purchase(&stack, &gw, "paid, then the lights went out").await;
 
     let (u, b, h) = (url.clone(), body.clone(), header.clone());
     let first = tokio::spawn(async move { send(&u, &b, (wire::PAYMENT_SIGNATURE, &h)).await });

@@ -150,12 +150,13 @@ async fn generate_text_is_priced_from_tokens_and_canvas_like_an_image() {
 async fn concurrent_requests_with_one_payment_settle_once() {
     let stack = stack();
     let gw = Gateway::start(&stack, Options::default()).await;
-    let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
-    let url = format!("{}/generate_image", gw.url);
-    let body = json!({"prompt": "twins"});
-    let q = quote(&url, &body).await;
-    let header = pay_v2(&stack, &buyer, &q);
-    let before = stack.usdc_balance(buyer.address()).await.unwrap();
+    let Purchase {
+        buyer,
+        url,
+        body,
+        header,
+        before,
+    } = purchase(&stack, &gw, "twins").await;
     let start = stack.block_number().await.unwrap();
 
     let tasks: Vec<_> = (0..8)
