@@ -267,6 +267,24 @@ pub fn estimate_tokens(req: &ModelRequest) -> u32 {
     u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX)
 }
 
+/// A [`Model`] as the `analyze_image` tool sees it.
+pub struct ModelVision(pub std::sync::Arc<dyn Model>);
+
+#[async_trait]
+impl tools::toolbox::Vision for ModelVision {
+    async fn describe_image(
+        &self,
+        image: &[u8],
+        format: ImageFormat,
+        question: &str,
+    ) -> Result<String, tools::toolbox::VisionError> {
+        self.0
+            .describe_image(image, format, question)
+            .await
+            .map_err(|e| tools::toolbox::VisionError(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,23 +359,5 @@ mod tests {
                 ));
             }
         }
-    }
-}
-
-/// A [`Model`] as the `analyze_image` tool sees it.
-pub struct ModelVision(pub std::sync::Arc<dyn Model>);
-
-#[async_trait]
-impl tools::toolbox::Vision for ModelVision {
-    async fn describe_image(
-        &self,
-        image: &[u8],
-        format: ImageFormat,
-        question: &str,
-    ) -> Result<String, tools::toolbox::VisionError> {
-        self.0
-            .describe_image(image, format, question)
-            .await
-            .map_err(|e| tools::toolbox::VisionError(e.to_string()))
     }
 }
