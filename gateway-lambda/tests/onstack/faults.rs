@@ -281,15 +281,8 @@ async fn a_crash_between_settlement_and_response_is_recovered_by_a_retry() {
     )
     .await;
     let url = format!("{}/generate_image", gw.url);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let r = loop {
-        let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
-        if r.status != 409 || tokio::time::Instant::now() > deadline {
-            break r;
-        }
-        // The dead request's lease (1 s) must run out first.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // The dead request's lease (1 s) must run out first.
+    let r = send_past_lease(&url, &body, &header).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.has_content(), "paid content is never lost");
     let s = r.settlement().unwrap();

@@ -325,15 +325,8 @@ async fn an_instance_killed_after_settlement_is_recovered_by_the_other() {
 
     // The buyer retries the same payment on instance B.
     let url = format!("{}/generate_image", b.url);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let r = loop {
-        let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
-        if r.status != 409 || tokio::time::Instant::now() > deadline {
-            break r;
-        }
-        // A's lease (2 s) must run out first.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // A's lease (2 s) must run out first.
+    let r = send_past_lease(&url, &body, &header).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.has_content(), "paid content is never lost");
     assert_eq!(

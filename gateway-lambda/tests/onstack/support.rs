@@ -285,6 +285,20 @@ pub async fn send(url: &str, body: &Value, header: (&str, &str)) -> Paid {
     }
 }
 
+/// Sends the v2 payment `header` again while the gateway answers 409 (an
+/// earlier request still holds the payment's lease), for up to 30 s; the
+/// first other answer.
+pub async fn send_past_lease(url: &str, body: &Value, header: &str) -> Paid {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = send(url, body, (wire::PAYMENT_SIGNATURE, header)).await;
+        if r.status != 409 || tokio::time::Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The buyer's balance, and how much it changed since `before`.
 pub async fn spent(stack: &testkit::Stack, who: Address, before: Usdc) -> Usdc {
     before.saturating_sub(stack.usdc_balance(who).await.unwrap())
