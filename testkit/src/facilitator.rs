@@ -30,9 +30,22 @@
 //! assert_eq!(f.calls(Route::Settle), 2);
 //! ```
 //!
-//! The agent's seller stand-in (count successful settlements, hold after a
-//! settlement) maps onto [`Fault::Hold`], [`Faulty::release`] and
-//! [`Faulty::settled_transactions`].
+//! A seller stand-in that counts successful settlements and can hold after
+//! one (the agent's tests) maps onto it like this:
+//!
+//! ```ignore
+//! let facilitator = Faulty::new(stack.facilitator());
+//! // gateway state built with `facilitator.clone()` as its facilitator
+//! facilitator.set(Route::Settle, Fault::Hold);        // hold after settling
+//! facilitator.answered(Route::Settle, 1).await;       // it has settled
+//! facilitator.set(Route::Settle, Fault::Pass);        // later calls answer
+//! facilitator.release();                              // the held one answers
+//! assert_eq!(facilitator.settled_transactions().len(), 1);
+//! ```
+//!
+//! A process under test (not in this process) cannot take a `Faulty`; the
+//! wire-level proxies stay for those (`e2e::fault_proxy`, the gateway's
+//! two-instance test).
 
 use std::{
     collections::VecDeque,
@@ -92,7 +105,8 @@ pub enum Fault {
 }
 
 /// Runs alongside a forwarded call, given the payment it carries.
-pub type Hook = Arc<dyn Fn(PaymentPayload) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+pub type Hook =
+    Arc<dyn Fn(PaymentPayload) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 type SettleResult = Result<SettleResponse, FacilitatorError>;
 
@@ -296,22 +310,172 @@ impl Facilitator for Faulty {
             out
         };
         self.call(
-                Route::Settle,
-                p,
-                Box::pin(settled),
-                |reason| SettleResponse {
-                    success: false,
-                    error_reason: Some(reason),
-                    payer: None,
-                    transaction: String::new(),
-                    network,
-                },
-                |lost| self.lost.lock().unwrap().push_back(lost),
-            )
-            .await
+            Route::Settle,
+            p,
+            Box::pin(settled),
+            |reason| SettleResponse {
+                success: false,
+                error_reason: Some(reason),
+                payer: None,
+                transaction: String::new(),
+                network,
+            },
+            |lost| self.lost.lock().unwrap().push_back(lost),
+        )
+        .await
     }
 
     async fn supported(&self) -> Result<Supported, FacilitatorError> {
         self.inner.supported().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, Bytes, U256};
+    use x402::{
+        eip3009::Authorization,
+        wire::{ExactEvmPayload, PaymentPayloadV1, RequirementsV2},
+    };
+
+    use super::*;
+
+    /// Answers every call at once; settles with transaction `0xab`.
+    struct Always;
+
+    #[async_trait]
+    impl Facilitator for Always {
+        async fn verify(
+            &self,
+            _: &PaymentPayload,
+            _: &Requirements,
+        ) -> Result<VerifyResponse, FacilitatorError> {
+            Ok(VerifyResponse {
+                is_valid: true,
+                invalid_reason: None,
+                payer: None,
+            })
+        }
+        async fn settle(
+            &self,
+            _: &PaymentPayload,
+            r: &Requirements,
+        ) -> Result<SettleResponse, FacilitatorError> {
+            let Requirements::V2(r) = r else {
+                unreachable!()
+            };
+            Ok(SettleResponse {
+                success: true,
+                error_reason: None,
+                payer: None,
+                transaction: "0xAB".into(),
+                network: r.network.clone(),
+            })
+        }
+        async fn supported(&self) -> Result<Supported, FacilitatorError> {
+            Err(FacilitatorError::Timeout)
+        }
+    }
+
+    fn payment() -> (PaymentPayload, Requirements) {
+        let p = PaymentPayload::V1(PaymentPayloadV1 {
+            x402_version: 1,
+            scheme: "exact".into(),
+            network: "base-sepolia".into(),
+            payload: ExactEvmPayload {
+                signature: Bytes::new(),
+                authorization: Authorization {
+                    from: Address::ZERO,
+                    to: Address::ZERO,
+                    value: U256::from(1),
+                    valid_after: U256::ZERO,
+                    valid_before: U256::MAX,
+                    nonce: Authorization::random_nonce(),
+                },
+            },
+        });
+        let r = Requirements::V2(RequirementsV2 {
+            scheme: "exact".into(),
+            network: "eip155:84532".into(),
+            amount: "1".into(),
+            asset: Address::ZERO,
+            pay_to: Address::ZERO,
+            max_timeout_seconds: 60,
+            extra: None,
+        });
+        (p, r)
+    }
+
+    #[tokio::test]
+    async fn queued_faults_come_first_then_the_standing_one() {
+        let f = Faulty::new(Always);
+        let (p, r) = payment();
+        f.set(Route::Settle, Fault::Refuse("no".into()));
+        f.next(Route::Settle, Fault::Status(502));
+        f.next(Route::Settle, Fault::Pass);
+        let first = f.settle(&p, &r).await.unwrap_err();
+        assert!(matches!(
+            first,
+            FacilitatorError::Status { status: 502, .. }
+        ));
+        assert!(f.settle(&p, &r).await.unwrap().success);
+        let third = f.settle(&p, &r).await.unwrap();
+        assert!(!third.success);
+        assert_eq!(third.error_reason.as_deref(), Some("no"));
+        assert_eq!(third.network, "eip155:84532");
+        assert_eq!(f.calls(Route::Settle), 3);
+        assert_eq!(f.calls(Route::Verify), 0);
+        assert_eq!(f.settled_transactions(), ["0xab"], "forwarded once");
+        assert!(f.verify(&p, &r).await.unwrap().is_valid, "verify passes");
+    }
+
+    #[tokio::test]
+    async fn a_held_answer_waits_for_release_and_a_lost_one_is_kept() {
+        let f = Faulty::new(Always);
+        let (p, r) = payment();
+        f.set(Route::Settle, Fault::Hold);
+        let held = tokio::spawn({
+            let (f, p, r) = (f.clone(), p.clone(), r.clone());
+            async move { f.settle(&p, &r).await }
+        });
+        f.answered(Route::Settle, 1).await;
+        assert!(!held.is_finished(), "held until released");
+        f.release();
+        assert!(held.await.unwrap().unwrap().success);
+
+        f.set(Route::Settle, Fault::LoseAnswer);
+        let hooked = Arc::new(AtomicU32::new(0));
+        let seen = hooked.clone();
+        f.during(Route::Settle, move |_| {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let lost = f.settle(&p, &r).await.unwrap_err();
+        assert!(matches!(lost, FacilitatorError::Timeout));
+        assert_eq!(hooked.load(Ordering::SeqCst), 1);
+        let kept = f.take_lost_settle().expect("kept").await.unwrap().unwrap();
+        assert!(kept.success);
+        assert_eq!(f.settled_transactions().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_hung_call_never_answers_after_the_facilitator_did() {
+        let f = Faulty::new(Always);
+        let (p, r) = payment();
+        f.next(Route::Verify, Fault::Hang);
+        let hung = tokio::spawn({
+            let (f, p, r) = (f.clone(), p.clone(), r.clone());
+            async move { f.verify(&p, &r).await }
+        });
+        f.answered(Route::Verify, 1).await;
+        tokio::task::yield_now().await;
+        assert!(!hung.is_finished());
+        hung.abort();
+        assert!(
+            f.verify(&p, &r).await.unwrap().is_valid,
+            "only the next call hung"
+        );
     }
 }

@@ -18,8 +18,7 @@ impl TempDir {
     /// Creates the directory; panics if it cannot (a test cannot go on).
     pub fn new(prefix: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!("{prefix}-{:032x}", rand_u128()));
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
         TempDir(dir)
     }
 
