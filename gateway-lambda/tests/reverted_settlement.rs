@@ -140,7 +140,11 @@ async fn mined_reverted_settlement(stack: &testkit::Stack) -> Reverted {
         })
         .await
         .unwrap();
-    assert_eq!(fac.calls(Route::Settle), 1, "the race ran beside one settlement");
+    assert_eq!(
+        fac.calls(Route::Settle),
+        1,
+        "the race ran beside one settlement"
+    );
     let settlement_tx = settlement_tx
         .lock()
         .unwrap()

@@ -188,4 +188,3 @@ pub(crate) async fn check_adversaries(
         burned.len()
     )
 }
-

@@ -41,4 +41,3 @@ pub(crate) async fn fetch_png(http: &reqwest::Client, out: &Value) -> Result<[u8
 pub(crate) fn session_id(i: usize) -> String {
     format!("chaos-session-{i:06}-{:024}", 0)
 }
-

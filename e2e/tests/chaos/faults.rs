@@ -108,7 +108,13 @@ impl Chaos {
 
     /// What the gateway answered (before any drop): each image it sent,
     /// with the settlement it was sent with.
-    pub(crate) fn gateway_answer(&self, s: &Seen<'_>, status: u16, headers: &http::HeaderMap, body: &[u8]) {
+    pub(crate) fn gateway_answer(
+        &self,
+        s: &Seen<'_>,
+        status: u16,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) {
         let Ok(v) = serde_json::from_slice::<Value>(body) else {
             return;
         };
@@ -184,4 +190,3 @@ pub(crate) fn payment_nonce(headers: &http::HeaderMap) -> Option<String> {
     let payment = wire::decode_payment(h).ok()?;
     Some(format!("{:#x}", payment.exact().authorization.nonce))
 }
-

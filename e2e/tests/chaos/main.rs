@@ -69,7 +69,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use x402::{Usdc, wire};
 
-
 use self::{
     adversaries::{check_adversaries, run_adversaries},
     client::{Outcome, fetch_png, session_id},
@@ -89,7 +88,6 @@ const ADV_MARK: &str = "adversary number ";
 fn env_u64(key: &str) -> Option<u64> {
     std::env::var(key).ok().and_then(|v| v.parse().ok())
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn money_is_right_under_chaos() {

@@ -78,4 +78,3 @@ impl Generator for FlakyModel {
         "flaky"
     }
 }
-

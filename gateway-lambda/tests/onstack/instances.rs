@@ -162,7 +162,11 @@ impl Instance {
                 std::fs::read_to_string(&log).unwrap_or_default()
             )
         });
-        Instance { url, child, _dir: dir }
+        Instance {
+            url,
+            child,
+            _dir: dir,
+        }
     }
 
     /// SIGKILL: the process is gone mid-request.
