@@ -40,13 +40,8 @@ async fn facilitator_down_means_no_charge_and_the_payment_stays_usable() {
         },
     )
     .await;
-    let Purchase {
-        buyer,
-        url,
-        body,
-        header,
-        before,
-    } = purchase(&stack, &gw, "while the facilitator is down").await;
+    let (buyer, url, body, header, before) =
+        purchase(&stack, &gw, "while the facilitator is down").await;
 
     let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
     assert_eq!(r.status, 502, "{}", r.body);
@@ -86,13 +81,8 @@ async fn settle_failing_is_checked_on_chain_and_retried_without_double_charge() 
         },
     )
     .await;
-    let Purchase {
-        buyer,
-        url,
-        body,
-        header,
-        before,
-    } = purchase(&stack, &gw, "settle fails the first time").await;
+    let (buyer, url, body, header, before) =
+        purchase(&stack, &gw, "settle fails the first time").await;
 
     let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
     assert_eq!(r.status, 502, "{}", r.body);
@@ -178,13 +168,7 @@ async fn generation_failing_after_verify_charges_nothing_and_the_payment_can_be_
         },
     )
     .await;
-    let Purchase {
-        buyer,
-        url,
-        body,
-        header,
-        before,
-    } = purchase(&stack, &gw, "the model is down").await;
+    let (buyer, url, body, header, before) = purchase(&stack, &gw, "the model is down").await;
 
     let r = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
     assert_eq!(r.status, 502, "{}", r.body);
@@ -250,13 +234,8 @@ async fn a_crash_between_settlement_and_response_is_recovered_by_a_retry() {
         },
     )
     .await;
-    let Purchase {
-        buyer,
-        url,
-        body,
-        header,
-        before,
-    } = purchase(&stack, &gw, "paid, then the lights went out").await;
+    let (buyer, url, body, header, before) =
+        purchase(&stack, &gw, "paid, then the lights went out").await;
 
     let (u, b, h) = (url.clone(), body.clone(), header.clone());
     let first = tokio::spawn(async move { send(&u, &b, (wire::PAYMENT_SIGNATURE, &h)).await });

@@ -150,13 +150,7 @@ async fn generate_text_is_priced_from_tokens_and_canvas_like_an_image() {
 async fn concurrent_requests_with_one_payment_settle_once() {
     let stack = stack();
     let gw = Gateway::start(&stack, Options::default()).await;
-    let Purchase {
-        buyer,
-        url,
-        body,
-        header,
-        before,
-    } = purchase(&stack, &gw, "twins").await;
+    let (buyer, url, body, header, before) = purchase(&stack, &gw, "twins").await;
     let start = stack.block_number().await.unwrap();
 
     let tasks: Vec<_> = (0..8)

@@ -136,34 +136,21 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
-/// A fresh buyer (1 USDC) about to pay for one image from a gateway.
-pub struct Purchase {
-    pub buyer: PrivateKeySigner,
-    /// The gateway's `/generate_image`.
-    pub url: String,
-    pub body: Value,
-    /// A v2 `PAYMENT-SIGNATURE` paying exactly what the gateway quoted.
-    pub header: String,
-    /// The buyer's USDC before paying.
-    pub before: Usdc,
-}
-
-/// A fresh buyer, the gateway's quote for `prompt`, and the buyer's signed
-/// payment for it (not sent yet).
-pub async fn purchase(stack: &testkit::Stack, gw: &Gateway, prompt: &str) -> Purchase {
+/// A fresh buyer (1 USDC), the gateway's `/generate_image` URL and body
+/// for `prompt`, a v2 `PAYMENT-SIGNATURE` paying exactly what the gateway
+/// quoted (not sent yet), and the buyer's USDC before paying.
+pub async fn purchase(
+    stack: &testkit::Stack,
+    gw: &Gateway,
+    prompt: &str,
+) -> (PrivateKeySigner, String, Value, String, Usdc) {
     let buyer = stack.fresh_wallet(1_000_000).await.unwrap();
     let url = format!("{}/generate_image", gw.url);
     let body = serde_json::json!({ "prompt": prompt });
     let q = quote(&url, &body).await;
     let header = pay_v2(stack, &buyer, &q);
     let before = stack.usdc_balance(buyer.address()).await.unwrap();
-    Purchase {
-        buyer,
-        url,
-        body,
-        header,
-        before,
-    }
+    (buyer, url, body, header, before)
 }
 
 /// What the gateway asked for.
