@@ -123,7 +123,7 @@ impl SessionView for TurnDeps {
         let entries: Vec<LedgerEntry> = records
             .into_iter()
             .filter_map(|r| match r {
-                Record::Ledger { entry } => serde_json::from_value(entry).ok(),
+                Record::Ledger { entry } => ledger::decode(entry).ok(),
                 Record::Message { .. } => None,
             })
             .collect();

@@ -326,8 +326,8 @@ impl X402Client {
                     doc.resource.url.clone()
                 },
                 max_timeout_seconds: offer.max_timeout_seconds,
-                requirement: serde_json::to_value(req).expect("serialises"),
-                resource_info: Some(serde_json::to_value(&doc.resource).expect("serialises")),
+                requirement: wire::Requirements::V2(req.clone()),
+                resource_info: Some(doc.resource.clone()),
             });
         }
         let doc: PaymentRequiredV1 =
@@ -346,7 +346,7 @@ impl X402Client {
             network: offer.network,
             resource: req.resource.clone(),
             max_timeout_seconds: offer.max_timeout_seconds,
-            requirement: serde_json::to_value(req).expect("serialises"),
+            requirement: wire::Requirements::V1(req.clone()),
             resource_info: None,
         })
     }
@@ -370,14 +370,9 @@ impl X402Client {
         now: u64,
     ) -> Result<PreparedPayment, ClientError> {
         policy::check(&self.policy, &quote.ask(), limits)?;
-        let extra: wire::TokenExtra = quote
-            .requirement
-            .get("extra")
-            .cloned()
-            .and_then(|e| serde_json::from_value(e).ok())
-            .ok_or_else(|| {
-                ClientError::BadQuote("the offer lacks the token's EIP-712 name/version".into())
-            })?;
+        let extra = quote.requirement.extra().ok_or_else(|| {
+            ClientError::BadQuote("the offer lacks the token's EIP-712 name/version".into())
+        })?;
         // The policy capped the window; never wrap around regardless.
         let valid_before = now
             .checked_add(quote.max_timeout_seconds.max(60))
@@ -413,14 +408,12 @@ impl X402Client {
             };
             (wire::X_PAYMENT, wire::encode_header(&doc))
         } else {
-            let accepted = serde_json::from_value(quote.requirement.clone())
-                .map_err(|e| ClientError::BadQuote(e.to_string()))?;
-            let resource = quote
-                .resource_info
-                .clone()
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|e| ClientError::BadQuote(e.to_string()))?;
+            let wire::Requirements::V2(accepted) = quote.requirement.clone() else {
+                return Err(ClientError::BadQuote(
+                    "a v2 quote holds a v1 requirement".into(),
+                ));
+            };
+            let resource = quote.resource_info.clone();
             let doc = PaymentPayloadV2 {
                 x402_version: 2,
                 resource,

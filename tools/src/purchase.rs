@@ -24,12 +24,13 @@ pub struct Quote {
     /// The paid URL.
     pub resource: String,
     pub max_timeout_seconds: u64,
-    /// The requirement as the seller sent it (v2 payments repeat it verbatim;
-    /// it also carries the token's EIP-712 name/version in `extra`).
-    pub requirement: serde_json::Value,
+    /// The requirement the seller offered (a v2 payment repeats it as
+    /// `accepted`; it also carries the token's EIP-712 name/version in
+    /// `extra`). Stored as its JSON.
+    pub requirement: x402::wire::Requirements,
     /// v2 `resource` object, repeated in the payment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_info: Option<serde_json::Value>,
+    pub resource_info: Option<x402::wire::ResourceInfo>,
 }
 
 impl Quote {

@@ -153,7 +153,7 @@ async fn agentcore_pays_our_gateway_and_the_transfer_is_on_chain() {
     assert_eq!(c.body["paymentInput"]["cryptoX402"]["version"], "2");
     assert_eq!(
         c.body["paymentInput"]["cryptoX402"]["payload"],
-        quote.requirement
+        serde_json::to_value(&quote.requirement).unwrap()
     );
     assert_eq!(c.user_id.as_deref(), Some("user-1"));
     assert_eq!(c.agent_name.as_deref(), Some("x402-agent"));

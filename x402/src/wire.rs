@@ -168,12 +168,25 @@ impl PaymentPayload {
     }
 }
 
-/// A requirement in either version, as sent to the facilitator beside a payment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A requirement in either version, as sent to the facilitator beside a
+/// payment, and as a buyer keeps it with its quote. Untagged: the JSON is the
+/// requirement itself (v1 has `maxAmountRequired`, v2 `amount`, so reading
+/// it back finds the version).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Requirements {
     V1(RequirementsV1),
     V2(RequirementsV2),
+}
+
+impl Requirements {
+    /// The token's EIP-712 name and version, when the seller gave them.
+    pub fn extra(&self) -> Option<&TokenExtra> {
+        match self {
+            Requirements::V1(r) => r.extra.as_ref(),
+            Requirements::V2(r) => r.extra.as_ref(),
+        }
+    }
 }
 
 /// Settlement result: the facilitator's `/settle` answer and the body of

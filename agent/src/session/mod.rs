@@ -81,7 +81,7 @@ impl LedgerLog for SessionLedger {
         idempotency_key: &str,
     ) -> Result<(), LedgerWriteError> {
         let record = Record::Ledger {
-            entry: serde_json::to_value(entry).expect("ledger entries serialise"),
+            entry: tools::ledger::encode(entry),
         };
         self.store
             .append(&self.actor_id, &self.session_id, &[record], idempotency_key)

@@ -37,8 +37,8 @@ pub(super) fn split(
                     .map_err(|e| SessionStoreError::Corrupt(format!("message: {e}")))?,
             ),
             Record::Ledger { entry } => ledger.push(
-                serde_json::from_value(entry)
-                    .map_err(|e| SessionStoreError::Corrupt(format!("ledger entry: {e}")))?,
+                tools::ledger::decode(entry)
+                    .map_err(|e| SessionStoreError::Corrupt(e.to_string()))?,
             ),
         }
     }

@@ -70,6 +70,49 @@ pub use state::{
 /// them; stored in the ledger as they are (their serde shape is the ledger's).
 pub use crate::purchase::{PreparedPayment, Quote};
 
+/// The ledger's stored format. An entry is stored as its JSON (the
+/// [`LedgerEntry`] serde shape, including the quote, payment, receipt and
+/// payment session it holds) plus `"format": FORMAT`. Entries written before
+/// the format was numbered carry none and are format 1. Every field of every
+/// variant is pinned by `tests::the_stored_format_is_pinned` against
+/// `format_v1.json`: a change to any type an entry holds that would change
+/// what is stored fails that test instead of silently changing the format
+/// (a new format then gets a new number and a reader of the old one).
+pub const FORMAT: u64 = 1;
+
+/// A stored ledger entry could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("ledger entry of format {0}, newer than this agent reads ({FORMAT})")]
+    Newer(u64),
+    #[error("ledger entry: {0}")]
+    Invalid(String),
+}
+
+/// An entry as it is stored.
+pub fn encode(entry: &LedgerEntry) -> serde_json::Value {
+    let mut v = serde_json::to_value(entry).expect("ledger entries serialise");
+    if let Some(o) = v.as_object_mut() {
+        o.insert("format".into(), FORMAT.into());
+    }
+    v
+}
+
+/// A stored entry, of this format or an earlier one.
+pub fn decode(mut stored: serde_json::Value) -> Result<LedgerEntry, DecodeError> {
+    let format = match stored.as_object_mut().and_then(|o| o.remove("format")) {
+        None => 1,
+        Some(f) => f
+            .as_u64()
+            .ok_or_else(|| DecodeError::Invalid(format!("format {f} is not a number")))?,
+    };
+    if format > FORMAT {
+        return Err(DecodeError::Newer(format));
+    }
+    serde_json::from_value(stored).map_err(|e| DecodeError::Invalid(e.to_string()))
+}
+
 /// An image kept for the session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredImage {

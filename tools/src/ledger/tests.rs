@@ -2,6 +2,8 @@ use super::*;
 use alloy::primitives::{Address, address};
 use x402::Network;
 
+use crate::signer::agentcore::PaymentSession;
+
 const SELLER: Address = address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
 const EVIL: Address = address!("0x000000000000000000000000000000000000dEaD");
 
@@ -28,7 +30,15 @@ fn quote(amount: &str) -> Quote {
         network: Network::BaseSepolia,
         resource: "http://127.0.0.1/generate_image".into(),
         max_timeout_seconds: 300,
-        requirement: serde_json::json!({}),
+        requirement: x402::wire::Requirements::V2(x402::wire::RequirementsV2 {
+            scheme: "exact".into(),
+            network: Network::BaseSepolia.caip2().into(),
+            amount: usdc(amount).atomic().to_string(),
+            asset: Network::BaseSepolia.default_usdc(),
+            pay_to: SELLER,
+            max_timeout_seconds: 300,
+            extra: None,
+        }),
         resource_info: None,
     }
 }
@@ -344,4 +354,136 @@ fn entries_round_trip_and_never_print_the_payment() {
     assert_eq!(json["type"], "prepared");
     assert_eq!(serde_json::from_value::<LedgerEntry>(json).unwrap(), e);
     assert!(!format!("{e:?}").contains("secret"));
+}
+
+/// One entry of every kind, with a v2 and a v1 quote (each with its
+/// resource and token extra), as stored by format 1.
+fn every_kind() -> Vec<LedgerEntry> {
+    let mut v2 = quote("0.04");
+    if let x402::wire::Requirements::V2(r) = &mut v2.requirement {
+        r.extra = Some(x402::wire::TokenExtra {
+            name: "USDC".into(),
+            version: "2".into(),
+        });
+    }
+    v2.resource_info = Some(x402::wire::ResourceInfo {
+        url: "http://127.0.0.1/generate_image".into(),
+        description: "an image".into(),
+        mime_type: "application/json".into(),
+    });
+    let mut v1 = quote("0.02");
+    v1.version = 1;
+    v1.requirement = x402::wire::Requirements::V1(x402::wire::RequirementsV1 {
+        scheme: "exact".into(),
+        network: "base-sepolia".into(),
+        max_amount_required: "20000".into(),
+        resource: "http://127.0.0.1/generate_image".into(),
+        description: "an image".into(),
+        mime_type: "application/json".into(),
+        pay_to: SELLER,
+        max_timeout_seconds: 300,
+        asset: Network::BaseSepolia.default_usdc(),
+        output_schema: None,
+        extra: Some(x402::wire::TokenExtra {
+            name: "USDC".into(),
+            version: "2".into(),
+        }),
+    });
+    vec![
+        LedgerEntry::Quoted {
+            request_id: "img-1".into(),
+            turn_id: "t1".into(),
+            request: req("a castle"),
+            quote: v2,
+            expires_at: 1_700_000_300,
+        },
+        LedgerEntry::Quoted {
+            request_id: "img-2".into(),
+            turn_id: "t1".into(),
+            request: req("a boat"),
+            quote: v1,
+            expires_at: 1_700_000_300,
+        },
+        LedgerEntry::Consented {
+            request_id: "img-1".into(),
+            turn_id: "t1".into(),
+            amount: usdc("0.04"),
+        },
+        LedgerEntry::Approved {
+            request_id: "img-1".into(),
+            turn_id: "t2".into(),
+            amount: usdc("0.04"),
+            expires_at: 1_700_000_300,
+        },
+        LedgerEntry::Declined {
+            request_id: "img-2".into(),
+            turn_id: "t2".into(),
+        },
+        prepared("img-1", "0.04"),
+        LedgerEntry::Paid {
+            request_id: "img-1".into(),
+            receipt: receipt("img-1", "0.04"),
+        },
+        LedgerEntry::Stored {
+            request_id: "img-1".into(),
+            image: StoredImage {
+                image_id: "i-1".into(),
+                key: "u/s/i-1.png".into(),
+                url: "file:///tmp/i-1.png".into(),
+                prompt: "a castle".into(),
+            },
+        },
+        LedgerEntry::Rejected {
+            request_id: "img-3".into(),
+            reason: "refused".into(),
+        },
+        LedgerEntry::PaymentSession {
+            session: PaymentSession {
+                payment_session_id: "ps-1".into(),
+                max_spend: usdc("0.50"),
+                expires_at: 1_700_001_800,
+            },
+            budget: usdc("0.50"),
+        },
+        LedgerEntry::ServiceRefused {
+            request_id: "img-4".into(),
+            turn_id: "t3".into(),
+            rule: "payment_session_limit".into(),
+            amount: usdc("0.04"),
+            limit: Some(usdc("0.01")),
+            reason: "over the session's limit".into(),
+        },
+    ]
+}
+
+/// Every field of every kind of entry, as format 1 stores it. Rewrite the
+/// file with `UPDATE_LEDGER_FORMAT=1` only together with a new [`FORMAT`].
+#[test]
+fn the_stored_format_is_pinned() {
+    const PINNED: &str = include_str!("format_v1.json");
+    let stored: Vec<serde_json::Value> = every_kind().iter().map(encode).collect();
+    if std::env::var_os("UPDATE_LEDGER_FORMAT").is_some() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/ledger/format_v1.json");
+        let text = serde_json::to_string_pretty(&stored).unwrap() + "\n";
+        std::fs::write(path, text).unwrap();
+        return;
+    }
+    let pinned: Vec<serde_json::Value> = serde_json::from_str(PINNED).unwrap();
+    assert_eq!(
+        stored, pinned,
+        "the ledger's stored format changed: give it a new FORMAT and read the old one"
+    );
+    let read: Vec<LedgerEntry> = pinned.into_iter().map(|v| decode(v).unwrap()).collect();
+    assert_eq!(read, every_kind());
+}
+
+#[test]
+fn entries_without_a_format_are_format_1_and_newer_ones_are_refused() {
+    for e in every_kind() {
+        let unnumbered = serde_json::to_value(&e).unwrap();
+        assert_eq!(decode(unnumbered).unwrap(), e);
+    }
+    let mut newer = encode(&prepared("x", "0.04"));
+    newer["format"] = (FORMAT + 1).into();
+    assert!(matches!(decode(newer), Err(DecodeError::Newer(2))));
 }

@@ -357,7 +357,9 @@ impl AgentCorePayments {
         policy::check(policy, &quote.ask(), limits)?;
         let input = CryptoX402PaymentInput::builder()
             .version(quote.version.to_string())
-            .payload(json_to_doc(&quote.requirement))
+            .payload(json_to_doc(
+                &serde_json::to_value(&quote.requirement).expect("requirements serialise"),
+            ))
             .build()
             .map_err(|e| AgentCoreError::Remote(e.to_string()))?;
         let out = self
@@ -525,7 +527,10 @@ pub fn check_payload(
         && doc.get("resource").is_none_or(Value::is_null)
         && let (Some(obj), Some(res)) = (doc.as_object_mut(), &quote.resource_info)
     {
-        obj.insert("resource".into(), res.clone());
+        obj.insert(
+            "resource".into(),
+            serde_json::to_value(res).expect("resource info serialises"),
+        );
     }
     let header_value = wire::encode_header(&doc);
     let payload = wire::decode_payment(&header_value).map_err(|e| bad(e.to_string()))?;
@@ -543,9 +548,10 @@ pub fn check_payload(
             }
         }
         PaymentPayload::V2(p) => {
-            let sent: wire::RequirementsV2 = serde_json::from_value(quote.requirement.clone())
-                .map_err(|e| bad(e.to_string()))?;
-            if p.accepted != sent {
+            let wire::Requirements::V2(sent) = &quote.requirement else {
+                return Err(bad("a v2 payment for a v1 requirement".into()));
+            };
+            if p.accepted != *sent {
                 return Err(bad("the payment accepts a different requirement".into()));
             }
         }
@@ -566,11 +572,9 @@ pub fn check_payload(
     if valid_before <= now {
         return Err(bad("the authorization has already expired".into()));
     }
-    let extra: wire::TokenExtra = quote
+    let extra = quote
         .requirement
-        .get("extra")
-        .cloned()
-        .and_then(|e| serde_json::from_value(e).ok())
+        .extra()
         .ok_or_else(|| bad("the offer lacks the token's EIP-712 name/version".into()))?;
     let domain = eip3009::domain(&extra.name, &extra.version, network.chain_id(), quote.asset);
     if auth.recover_signer(&domain, &exact.signature) != Some(payer) {
