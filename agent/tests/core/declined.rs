@@ -191,7 +191,7 @@ async fn a_402_to_an_expired_unused_payment_is_refused_and_its_reservation_relea
             request_id: request_id.clone(),
             turn_id: "t0".into(),
             request: req.clone(),
-            quote,
+            quote: Box::new(quote),
             expires_at: now + 300,
         },
         LedgerEntry::Prepared {

@@ -131,7 +131,8 @@ pub enum LedgerEntry {
         request_id: String,
         turn_id: String,
         request: ImageRequest,
-        quote: Quote,
+        /// Boxed: the largest thing an entry holds (stored the same).
+        quote: Box<Quote>,
         /// Unix seconds after which neither this quote nor an approval of
         /// it may be paid (0 in ledgers written before quotes expired).
         #[serde(default)]

@@ -63,7 +63,7 @@ pub fn request_state(entries: &[LedgerEntry], request_id: &str) -> RequestState 
                 };
                 RequestState::Quoted {
                     request: r.clone(),
-                    quote: quote.clone(),
+                    quote: quote.as_ref().clone(),
                     quoted_in: turn_id.clone(),
                     expires_at: *expires_at,
                     approval,

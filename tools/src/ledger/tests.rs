@@ -72,7 +72,7 @@ fn quoted(id: &str, amount: &str, turn: &str) -> LedgerEntry {
         request_id: id.into(),
         turn_id: turn.into(),
         request: req("a cat"),
-        quote: quote(amount),
+        quote: Box::new(quote(amount)),
         expires_at: 1_000,
     }
 }
@@ -394,14 +394,14 @@ fn every_kind() -> Vec<LedgerEntry> {
             request_id: "img-1".into(),
             turn_id: "t1".into(),
             request: req("a castle"),
-            quote: v2,
+            quote: Box::new(v2),
             expires_at: 1_700_000_300,
         },
         LedgerEntry::Quoted {
             request_id: "img-2".into(),
             turn_id: "t1".into(),
             request: req("a boat"),
-            quote: v1,
+            quote: Box::new(v1),
             expires_at: 1_700_000_300,
         },
         LedgerEntry::Consented {

@@ -81,7 +81,7 @@ impl ToolBox {
                     request_id,
                     turn_id: ctx.turn_id.clone(),
                     request: req,
-                    quote,
+                    quote: Box::new(quote),
                     expires_at,
                 },
             )

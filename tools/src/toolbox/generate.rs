@@ -71,7 +71,7 @@ impl ToolBox {
                             request_id: request_id.clone(),
                             turn_id: ctx.turn_id.clone(),
                             request: req.clone(),
-                            quote: quote.clone(),
+                            quote: Box::new(quote.clone()),
                             expires_at,
                         },
                     )
@@ -347,7 +347,7 @@ fn latest_quote(ledger: &[LedgerEntry], request_id: &str) -> Option<ledger::Quot
             request_id: r,
             quote,
             ..
-        } if r == request_id => Some(quote.clone()),
+        } if r == request_id => Some(quote.as_ref().clone()),
         _ => None,
     })
 }
