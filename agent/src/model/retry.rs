@@ -7,8 +7,9 @@
 //! error that arrives mid-stream (after the HTTP 200) and two stacked
 //! policies would multiply attempts.
 //!
-//! Backoff is "full jitter": before attempt `n` (from 1) the layer sleeps a
-//! uniformly random time in `[0, min(max_delay, base * 2^(n-1))]`.
+//! Backoff is exponential with jitter (`backon`): before retry `n` (from 1)
+//! the layer sleeps `min(max_delay, base * 2^(n-1))` plus a random part of
+//! up to as much again.
 //!
 //! Text a failed attempt already streamed is not taken back; the final
 //! message of the turn is authoritative (clients replace the streamed text
@@ -17,6 +18,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable as _};
 
 use super::{ImageFormat, Model, ModelError, ModelRequest, ModelResponse, TextSink};
 
@@ -39,18 +41,14 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// The longest pause before retry number `retry` (from 1).
-    pub fn cap(&self, retry: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(retry.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.max_delay)
-    }
-
-    /// A random pause in `[0, cap(retry)]`.
-    pub fn delay(&self, retry: u32) -> Duration {
-        let cap = self.cap(retry);
-        cap.mul_f64(rand::random::<f64>())
+    /// The pauses between attempts, as `backon` builds them.
+    pub fn policy(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.base)
+            .with_max_delay(self.max_delay)
+            .with_factor(2.0)
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize)
+            .with_jitter()
     }
 }
 
@@ -69,23 +67,22 @@ impl<M: Model> Retry<M> {
         &self.inner
     }
 
-    async fn run<T, F, Fut>(&self, mut call: F) -> Result<T, ModelError>
+    async fn run<T, F, Fut>(&self, call: F) -> Result<T, ModelError>
     where
         F: FnMut() -> Fut + Send,
         Fut: Future<Output = Result<T, ModelError>> + Send,
     {
-        let mut attempt = 1;
-        loop {
-            match call().await {
-                Err(e) if e.is_retryable() && attempt < self.backoff.max_attempts => {
-                    let pause = self.backoff.delay(attempt);
-                    tracing::warn!(attempt, pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX), error = %e, "model call failed, retrying");
-                    tokio::time::sleep(pause).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        call.retry(self.backoff.policy())
+            .sleep(tokio::time::sleep)
+            .when(ModelError::is_retryable)
+            .notify(|e, pause| {
+                tracing::warn!(
+                    pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                    error = %e,
+                    "model call failed, retrying"
+                );
+            })
+            .await
     }
 }
 
@@ -118,23 +115,23 @@ impl<M: Model> Model for Retry<M> {
 mod tests {
     use super::*;
 
+    use backon::BackoffBuilder as _;
+
     #[test]
-    fn backoff_grows_exponentially_up_to_the_cap_and_jitters_below_it() {
+    fn backoff_grows_exponentially_up_to_the_cap_with_jitter_and_stops() {
         let b = Backoff {
             max_attempts: 10,
             base: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
         };
-        assert_eq!(b.cap(1), Duration::from_millis(100));
-        assert_eq!(b.cap(2), Duration::from_millis(200));
-        assert_eq!(b.cap(4), Duration::from_millis(800));
-        assert_eq!(b.cap(5), Duration::from_secs(1));
-        assert_eq!(b.cap(64), Duration::from_secs(1), "no overflow");
-        let delays: Vec<_> = (0..50).map(|_| b.delay(3)).collect();
-        assert!(delays.iter().all(|d| *d <= Duration::from_millis(400)));
-        assert!(
-            delays.iter().any(|d| *d != delays[0]),
-            "delays are jittered"
-        );
+        let runs: Vec<Vec<Duration>> = (0..20).map(|_| b.policy().build().collect()).collect();
+        for delays in &runs {
+            assert_eq!(delays.len(), 9, "max_attempts counts the first call");
+            for (i, d) in delays.iter().enumerate() {
+                let cap = Duration::from_millis(100 * (1 << i.min(4))).min(Duration::from_secs(1));
+                assert!(*d >= cap && *d <= cap * 2, "retry {i}: {d:?} vs {cap:?}");
+            }
+        }
+        assert!(runs.iter().any(|r| r != &runs[0]), "delays are jittered");
     }
 }

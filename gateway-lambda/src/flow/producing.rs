@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable as _};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use x402::{
@@ -205,16 +206,16 @@ async fn verify(
     f: &dyn Facilitator,
     p: &CheckedPayment,
 ) -> Result<wire::VerifyResponse, FacilitatorError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match f.verify(&p.payload, &p.requirements).await {
-            Err(e) if e.is_indeterminate() && attempt < VERIFY_ATTEMPTS => {
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-            }
-            other => return other,
-        }
-    }
+    // 100 ms, then 200 ms.
+    let pauses = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_factor(2.0)
+        .with_max_times(VERIFY_ATTEMPTS as usize - 1);
+    (|| f.verify(&p.payload, &p.requirements))
+        .retry(pauses)
+        .sleep(tokio::time::sleep)
+        .when(FacilitatorError::is_indeterminate)
+        .await
 }
 
 /// Generates the content: the response body without `transactionUrl`, which
