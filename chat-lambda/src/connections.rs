@@ -18,16 +18,21 @@ pub const USER_ATTRIBUTE: &str = "userId";
 
 #[derive(Debug, thiserror::Error)]
 #[error("connections table: {0}")]
-pub struct StoreError(String);
+pub struct ConnectionStoreError(String);
 
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
     /// Records an open connection of `user_id` (`$connect`), `now` in epoch seconds.
-    async fn put(&self, connection_id: &str, user_id: &str, now: i64) -> Result<(), StoreError>;
+    async fn put(
+        &self,
+        connection_id: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<(), ConnectionStoreError>;
     /// The user recorded for an open connection.
-    async fn user(&self, connection_id: &str) -> Result<Option<String>, StoreError>;
+    async fn user(&self, connection_id: &str) -> Result<Option<String>, ConnectionStoreError>;
     /// Forgets a connection (`$disconnect`); deleting a missing row is fine.
-    async fn delete(&self, connection_id: &str) -> Result<(), StoreError>;
+    async fn delete(&self, connection_id: &str) -> Result<(), ConnectionStoreError>;
 }
 
 /// DynamoDB implementation.
@@ -48,7 +53,12 @@ impl DynamoConnections {
 
 #[async_trait]
 impl ConnectionStore for DynamoConnections {
-    async fn put(&self, connection_id: &str, user_id: &str, now: i64) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        connection_id: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<(), ConnectionStoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
@@ -61,11 +71,13 @@ impl ConnectionStore for DynamoConnections {
             )
             .send()
             .await
-            .map_err(|e| StoreError(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| {
+                ConnectionStoreError(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+            })?;
         Ok(())
     }
 
-    async fn user(&self, connection_id: &str) -> Result<Option<String>, StoreError> {
+    async fn user(&self, connection_id: &str) -> Result<Option<String>, ConnectionStoreError> {
         let item = self
             .client
             .get_item()
@@ -74,7 +86,9 @@ impl ConnectionStore for DynamoConnections {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?
+            .map_err(|e| {
+                ConnectionStoreError(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+            })?
             .item;
         Ok(item.and_then(|mut i| match i.remove(USER_ATTRIBUTE) {
             Some(AttributeValue::S(user)) => Some(user),
@@ -82,14 +96,16 @@ impl ConnectionStore for DynamoConnections {
         }))
     }
 
-    async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {
+    async fn delete(&self, connection_id: &str) -> Result<(), ConnectionStoreError> {
         self.client
             .delete_item()
             .table_name(&self.table)
             .key(KEY_ATTRIBUTE, AttributeValue::S(connection_id.to_owned()))
             .send()
             .await
-            .map_err(|e| StoreError(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| {
+                ConnectionStoreError(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+            })?;
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use x402::wire;
 
 use crate::{
     generate::GenerationError,
-    payment::{Offered, Refusal},
+    payment::{HeaderRefusal, Offered},
 };
 
 #[derive(Debug)]
@@ -78,7 +78,7 @@ impl ApiError {
     }
 
     /// A payment header refused by [`crate::payment`].
-    pub fn refusal(offered: &Offered, r: Refusal) -> Self {
+    pub fn refusal(offered: &Offered, r: HeaderRefusal) -> Self {
         if r.status == StatusCode::PAYMENT_REQUIRED {
             Self::payment_required(offered, r.reason, Some(r.code))
         } else {

@@ -167,23 +167,23 @@ impl CheckedPayment {
 /// request (the answer carries the requirements again), 431 for one too big.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
-pub struct Refusal {
+pub struct HeaderRefusal {
     pub status: StatusCode,
     /// Stable machine-readable code, e.g. `amount_mismatch`.
     pub code: &'static str,
     pub reason: String,
 }
 
-fn malformed(code: &'static str, reason: impl Into<String>) -> Refusal {
-    Refusal {
+fn malformed(code: &'static str, reason: impl Into<String>) -> HeaderRefusal {
+    HeaderRefusal {
         status: StatusCode::BAD_REQUEST,
         code,
         reason: reason.into(),
     }
 }
 
-fn refused(code: &'static str, reason: impl Into<String>) -> Refusal {
-    Refusal {
+fn refused(code: &'static str, reason: impl Into<String>) -> HeaderRefusal {
+    HeaderRefusal {
         status: StatusCode::PAYMENT_REQUIRED,
         code,
         reason: reason.into(),
@@ -197,15 +197,15 @@ pub fn check(
     seller: &Seller,
     offered: &Offered,
     now: u64,
-) -> Result<CheckedPayment, Refusal> {
+) -> Result<CheckedPayment, HeaderRefusal> {
     check_payload(decode(header)?, seller, offered, now)
 }
 
 /// Decodes a payment header (size, base64, JSON, version); nothing is
 /// checked against the offer yet.
-pub fn decode(header: &str) -> Result<PaymentPayload, Refusal> {
+pub fn decode(header: &str) -> Result<PaymentPayload, HeaderRefusal> {
     if header.len() > MAX_PAYMENT_HEADER_BYTES {
-        return Err(Refusal {
+        return Err(HeaderRefusal {
             status: StatusCode::from_u16(431).expect("431 is a status"),
             code: "payment_header_too_large",
             reason: format!(
@@ -237,7 +237,7 @@ pub fn check_payload(
     seller: &Seller,
     offered: &Offered,
     now: u64,
-) -> Result<CheckedPayment, Refusal> {
+) -> Result<CheckedPayment, HeaderRefusal> {
     let p = check_terms(payload, seller, offered)?;
     check_window(&p, now)?;
     Ok(p)
@@ -247,7 +247,7 @@ pub fn check_payload(
 /// [`MIN_VALIDITY_SECS`] to spare). Checked only for a payment that needs a
 /// new claim: a payment already settled is looked up first and replayed
 /// whatever the time (see [`crate::claim`]).
-pub fn check_window(p: &CheckedPayment, now: u64) -> Result<(), Refusal> {
+pub fn check_window(p: &CheckedPayment, now: u64) -> Result<(), HeaderRefusal> {
     if p.valid_before < now.saturating_add(MIN_VALIDITY_SECS) {
         return Err(refused(
             "authorization_expired",
@@ -273,7 +273,7 @@ pub fn check_terms(
     payload: PaymentPayload,
     seller: &Seller,
     offered: &Offered,
-) -> Result<CheckedPayment, Refusal> {
+) -> Result<CheckedPayment, HeaderRefusal> {
     let requirements = match &payload {
         PaymentPayload::V1(p) => {
             if p.scheme != SCHEME_EXACT {
@@ -470,7 +470,7 @@ mod tests {
         })
     }
 
-    fn code(r: Result<CheckedPayment, Refusal>) -> &'static str {
+    fn code(r: Result<CheckedPayment, HeaderRefusal>) -> &'static str {
         r.unwrap_err().code
     }
 
