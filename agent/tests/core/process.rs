@@ -91,7 +91,7 @@ async fn killed_mid_payment_then_restarted_pays_once(hold: Hold) {
     let first = tokio::spawn(async move {
         invoke(&url, "kill-session", "Generate an image of a lighthouse").await
     });
-    tokio::time::timeout(Duration::from_secs(60), m.seller.hooks.held.notified())
+    tokio::time::timeout(Duration::from_secs(60), m.seller.held(hold))
         .await
         .expect("the payment reaches the seller");
 

@@ -3,9 +3,9 @@
 //!
 //! Test hooks wrap the gateway's outside systems, never its logic: a
 //! generator that can hold a paid request after verification (before
-//! settlement), a facilitator wrapper that can hold it after settlement
-//! (money moved, no answer yet) and counts settlements, and a counter of
-//! requests that carried a payment. A "compromised seller" is the same
+//! settlement), `testkit`'s faulty facilitator, which can hold it after
+//! settlement (money moved, no answer yet) and records settlements, and a
+//! counter of requests that carried a payment. A "compromised seller" is the same
 //! gateway configured to be paid to another address or in another token.
 
 use std::{
@@ -26,12 +26,9 @@ use gateway_lambda::{
     pricing::ImagePrices,
     wiring::local_state,
 };
+use testkit::facilitator::{Fault, Faulty, Route};
 use tokio::sync::Notify;
-use x402::{
-    Usdc,
-    facilitator::{Facilitator, FacilitatorError, HttpFacilitator},
-    wire::{PaymentPayload, Requirements, SettleResponse, Supported, VerifyResponse},
-};
+use x402::Usdc;
 
 /// How a lying seller answers paid requests: `402` whatever happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,12 +50,12 @@ pub enum Hold {
 
 #[derive(Default)]
 pub struct Hooks {
-    hold: Mutex<Option<Hold>>,
-    /// Signalled when a held request reaches its hold point.
-    pub held: Notify,
+    /// Whether the generator holds paid requests ([`Hold::BeforeSettle`]).
+    holding: AtomicBool,
+    /// Signalled when the generator holds a request.
+    held: Notify,
     release: Notify,
     released: AtomicBool,
-    pub settlements: AtomicU32,
     pub paid_requests: AtomicU32,
     /// The EIP-3009 nonces the paid requests carried, as the seller read them.
     nonces: Mutex<std::collections::BTreeSet<String>>,
@@ -79,10 +76,6 @@ impl Hooks {
         }
     }
 
-    fn hold_at(&self, point: Hold) -> bool {
-        *self.hold.lock().unwrap() == Some(point)
-    }
-
     async fn wait(&self) {
         self.held.notify_one();
         loop {
@@ -100,7 +93,7 @@ struct HoldingGenerator(Arc<Hooks>);
 #[async_trait]
 impl Generator for HoldingGenerator {
     async fn image(&self, job: &ImageJob) -> Result<GeneratedImage, GenerationError> {
-        if self.0.hold_at(Hold::BeforeSettle) {
+        if self.0.holding.load(Ordering::SeqCst) {
             self.0.wait().await;
         }
         LocalGenerator.image(job).await
@@ -116,45 +109,15 @@ impl Generator for HoldingGenerator {
     }
 }
 
-struct HookedFacilitator {
-    inner: HttpFacilitator,
-    hooks: Arc<Hooks>,
-}
-
-#[async_trait]
-impl Facilitator for HookedFacilitator {
-    async fn verify(
-        &self,
-        p: &PaymentPayload,
-        r: &Requirements,
-    ) -> Result<VerifyResponse, FacilitatorError> {
-        self.inner.verify(p, r).await
-    }
-
-    async fn settle(
-        &self,
-        p: &PaymentPayload,
-        r: &Requirements,
-    ) -> Result<SettleResponse, FacilitatorError> {
-        let out = self.inner.settle(p, r).await;
-        if out.as_ref().is_ok_and(|s| s.success) {
-            self.hooks.settlements.fetch_add(1, Ordering::SeqCst);
-            if self.hooks.hold_at(Hold::AfterSettle) {
-                self.hooks.wait().await;
-            }
-        }
-        out
-    }
-
-    async fn supported(&self) -> Result<Supported, FacilitatorError> {
-        self.inner.supported().await
-    }
-}
-
 #[derive(Clone)]
 pub struct TestSeller {
     pub hooks: Arc<Hooks>,
+    /// The gateway's facilitator: the stack's, wrapped to hold settlements'
+    /// answers ([`Hold::AfterSettle`]) and record the successful ones.
+    pub facilitator: Arc<Faulty>,
     url: String,
+    /// The gateway's state and results, removed with the last clone.
+    _dir: Arc<testkit::TempDir>,
 }
 
 /// The gateway's price list with premium raised above the agent's
@@ -177,13 +140,11 @@ impl TestSeller {
     /// they differ from the agent's configuration).
     pub async fn start_as(stack: &testkit::Stack, pay_to: Address, asset: Address) -> TestSeller {
         let hooks = Arc::new(Hooks::default());
-        let dir = std::env::temp_dir().join(format!("agent-gw-{}", uuid::Uuid::new_v4().simple()));
+        let facilitator = Faulty::new(stack.facilitator());
+        let dir = testkit::TempDir::new("agent-gw");
         let mut state = local_state(
             Seller::usdc(stack.network, asset, pay_to),
-            Arc::new(HookedFacilitator {
-                inner: stack.facilitator(),
-                hooks: hooks.clone(),
-            }),
+            facilitator.clone(),
             Arc::new(HoldingGenerator(hooks.clone())),
             &stack.rpc_url,
             &dir,
@@ -231,23 +192,54 @@ impl TestSeller {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await });
-        TestSeller { hooks, url }
+        TestSeller {
+            hooks,
+            facilitator,
+            url,
+            _dir: Arc::new(dir),
+        }
     }
 
     pub fn base_url(&self) -> String {
         self.url.clone()
     }
 
+    /// Holds paid requests at `h` until [`TestSeller::release`].
     pub fn hold(&self, h: Hold) {
-        *self.hooks.hold.lock().unwrap() = Some(h);
-        self.hooks.released.store(false, Ordering::SeqCst);
+        match h {
+            Hold::BeforeSettle => {
+                self.hooks.released.store(false, Ordering::SeqCst);
+                self.hooks.holding.store(true, Ordering::SeqCst);
+            }
+            Hold::AfterSettle => self.facilitator.set(Route::Settle, Fault::Hold),
+        }
+    }
+
+    /// Resolves once a paid request is held at `h`. After settling, that is
+    /// this seller's first settlement: the facilitator has answered it and
+    /// the answer is held. `Fault::Hold` holds any answer, so this checks the
+    /// answer was a success: money moved, and the buyer has not heard so.
+    pub async fn held(&self, h: Hold) {
+        match h {
+            Hold::BeforeSettle => self.hooks.held.notified().await,
+            Hold::AfterSettle => {
+                self.facilitator.answered(Route::Settle, 1).await;
+                assert_eq!(
+                    self.facilitator.settled_transactions().len(),
+                    1,
+                    "the held answer is a successful settlement"
+                );
+            }
+        }
     }
 
     /// Lets held requests go and stops holding new ones.
     pub fn release(&self) {
-        *self.hooks.hold.lock().unwrap() = None;
+        self.hooks.holding.store(false, Ordering::SeqCst);
         self.hooks.released.store(true, Ordering::SeqCst);
         self.hooks.release.notify_waiters();
+        self.facilitator.set(Route::Settle, Fault::Pass);
+        self.facilitator.release();
     }
 
     /// The next `times` paid requests are answered with `lie`.
@@ -255,8 +247,9 @@ impl TestSeller {
         *self.hooks.lie.lock().unwrap() = Some((lie, times));
     }
 
-    pub fn settlements(&self) -> u32 {
-        self.hooks.settlements.load(Ordering::SeqCst)
+    /// Successful settlements (the facilitator's answers, also held ones).
+    pub fn settlements(&self) -> usize {
+        self.facilitator.settled_transactions().len()
     }
 
     /// Distinct payments (nonces) among the paid requests.
