@@ -5,11 +5,12 @@
 //! real local stack. The chain is the judge: one transfer per request.
 
 use crate::scripted::{ScriptedModel, Step};
-use std::{path::Path, process::Stdio, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
-use testkit::agentcore_payments::{
-    AgentCorePaymentsStandIn, CONNECTOR_ID, INSTRUMENT_ID, MANAGER_ARN,
+use testkit::{
+    TempDir,
+    agentcore_payments::{AgentCorePaymentsStandIn, CONNECTOR_ID, INSTRUMENT_ID, MANAGER_ARN},
 };
 use tools::{
     ledger::{self, MoneyRules},
@@ -24,7 +25,8 @@ use x402::catalog::ImageRequest;
 
 use crate::{
     money::Money,
-    support::{Harness, Options, temp_dir, usdc},
+    process::{AgentProcess, invoke},
+    support::{Harness, Options, usdc},
 };
 
 async fn payments(m: &Money) -> (Arc<AgentCorePaymentsStandIn>, Arc<AgentCorePayments>) {
@@ -286,86 +288,27 @@ async fn an_expired_payment_session_is_replaced_with_the_budget_that_remains() {
 // ---------------------------------------------------------------------------
 // The binary, killed between ProcessPayment and sending.
 
-const BIN: &str = env!("CARGO_BIN_EXE_agent");
-const SESSION_HEADER: &str = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id";
-
-async fn start_agent(
-    m: &Money,
-    standin: &AgentCorePaymentsStandIn,
-    dir: &Path,
-) -> (tokio::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = std::fs::File::create(dir.join(format!("agent-{port}.log"))).unwrap();
-    let child = tokio::process::Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(dir)
-        .env("AGENT_HOST", "127.0.0.1")
-        .env("AGENT_PORT", port.to_string())
-        .env("SELLER_WALLET", m.stack.seller_wallet.to_string())
-        .env("GATEWAY_URL", m.seller.base_url())
-        .env("SIGNER", "agentcore")
-        .env("AGENTCORE_PAYMENT_MANAGER_ARN", MANAGER_ARN)
-        .env("AGENTCORE_PAYMENT_CONNECTOR_ID", CONNECTOR_ID)
-        .env("AGENTCORE_PAYMENT_INSTRUMENT_ID", INSTRUMENT_ID)
-        .env("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", &standin.url)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("NETWORK", m.stack.network.v1_name())
-        .env("RPC_URL", &m.stack.rpc_url)
-        .env("USDC_CONTRACT", m.stack.usdc_contract.to_string())
-        .env("IMAGES_DIR", dir.join("images"))
-        .env("SESSIONS_DIR", dir.join("sessions"))
-        .env("MODEL_PROVIDER", "offline")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(format!("{url}/ping")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "agent did not come up; see {}",
-            dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (child, url)
-}
-
-async fn invoke(url: &str, session: &str, prompt: &str) -> reqwest::Result<Value> {
-    reqwest::Client::new()
-        .post(format!("{url}/invocations"))
-        .header(SESSION_HEADER, session)
-        .json(&json!({"input": {"prompt": prompt}}))
-        .timeout(Duration::from_secs(120))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await
+/// The binary paying through the stand-in (`SIGNER=agentcore`).
+async fn start_agent(m: &Money, standin: &AgentCorePaymentsStandIn, dir: &Path) -> AgentProcess {
+    AgentProcess::start(m, dir, |cmd| {
+        cmd.env("SIGNER", "agentcore")
+            .env("AGENTCORE_PAYMENT_MANAGER_ARN", MANAGER_ARN)
+            .env("AGENTCORE_PAYMENT_CONNECTOR_ID", CONNECTOR_ID)
+            .env("AGENTCORE_PAYMENT_INSTRUMENT_ID", INSTRUMENT_ID)
+            .env("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", &standin.url)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test");
+    })
+    .await
 }
 
 #[tokio::test]
 async fn killed_between_process_payment_and_sending_then_restarted_pays_once() {
     let m = Money::new(1_000_000).await;
     let standin = AgentCorePaymentsStandIn::start(m.buyer.clone(), Some(m.stack.clone())).await;
-    let dir = temp_dir("agentcore-kill");
+    let dir = TempDir::new("agent-core-agentcore-kill");
     standin.hold_next_payment();
-    let (mut child, url) = start_agent(&m, &standin, &dir).await;
+    let AgentProcess { mut child, url } = start_agent(&m, &standin, &dir).await;
     let first =
         tokio::spawn(
             async move { invoke(&url, "ac-kill", "Generate an image of a lighthouse").await },
@@ -380,7 +323,7 @@ async fn killed_between_process_payment_and_sending_then_restarted_pays_once() {
     standin.release();
     assert_eq!(m.seller.paid_requests(), 0, "nothing reached the seller");
 
-    let (_child, url) = start_agent(&m, &standin, &dir).await;
+    let AgentProcess { child: _child, url } = start_agent(&m, &standin, &dir).await;
     let out = invoke(&url, "ac-kill", "Generate an image of a lighthouse")
         .await
         .unwrap();

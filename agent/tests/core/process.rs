@@ -2,74 +2,70 @@
 //! and restarted, and invoked concurrently with the same request. The chain
 //! is the judge: exactly one transfer per request.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{path::Path, time::Duration};
 
 use serde_json::{Value, json};
-use testkit::free_port;
+use testkit::{TempDir, free_port};
+use tokio::process::Command;
 
-use crate::{
-    money::Money,
-    seller::Hold,
-    support::{temp_dir, usdc},
-};
+use crate::{money::Money, seller::Hold, support::usdc};
 
 const BIN: &str = env!("CARGO_BIN_EXE_agent");
 const SESSION_HEADER: &str = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id";
 
-struct AgentProcess {
-    child: tokio::process::Child,
-    url: String,
+pub struct AgentProcess {
+    pub child: tokio::process::Child,
+    pub url: String,
 }
 
-/// Starts the binary with the offline model, paying from the test's wallet,
-/// keeping sessions and images under `dir` (so a restart finds them).
+impl AgentProcess {
+    /// Starts the binary with the offline model, paying the test's seller on
+    /// the stack, keeping sessions and images under `dir` (so a restart finds
+    /// them); `signer` adds how it signs. Its output goes to
+    /// `dir/agent-{port}.log`.
+    pub async fn start(m: &Money, dir: &Path, signer: impl FnOnce(&mut Command)) -> AgentProcess {
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .current_dir(dir)
+            .env("AGENT_HOST", "127.0.0.1")
+            .env("AGENT_PORT", port.to_string())
+            .env("SELLER_WALLET", m.stack.seller_wallet.to_string())
+            .env("GATEWAY_URL", m.seller.base_url())
+            .env("NETWORK", m.stack.network.v1_name())
+            .env("RPC_URL", &m.stack.rpc_url)
+            .env("USDC_CONTRACT", m.stack.usdc_contract.to_string())
+            .env("IMAGES_DIR", dir.join("images"))
+            .env("SESSIONS_DIR", dir.join("sessions"))
+            .env("MODEL_PROVIDER", "offline")
+            .env("AWS_REGION", "us-east-1");
+        signer(&mut cmd);
+        let url = format!("http://127.0.0.1:{port}");
+        let child = testkit::process::spawn_until_ready(
+            cmd,
+            &dir.join(format!("agent-{port}.log")),
+            &format!("{url}/ping"),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("the agent comes up");
+        AgentProcess { child, url }
+    }
+}
+
+/// The buyer's key in the environment (`SIGNER` unset: local).
 async fn start_agent(m: &Money, dir: &Path) -> AgentProcess {
-    let port = free_port();
-    let log = std::fs::File::create(dir.join(format!("agent-{port}.log"))).unwrap();
-    let child = tokio::process::Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(dir)
-        .env("AGENT_HOST", "127.0.0.1")
-        .env("AGENT_PORT", port.to_string())
-        .env("SELLER_WALLET", m.stack.seller_wallet.to_string())
-        .env("GATEWAY_URL", m.seller.base_url())
-        .env(
+    AgentProcess::start(m, dir, |cmd| {
+        cmd.env(
             "BUYER_PRIVATE_KEY",
             alloy::hex::encode_prefixed(m.buyer.to_bytes()),
-        )
-        .env("NETWORK", m.stack.network.v1_name())
-        .env("RPC_URL", &m.stack.rpc_url)
-        .env("USDC_CONTRACT", m.stack.usdc_contract.to_string())
-        .env("IMAGES_DIR", dir.join("images"))
-        .env("SESSIONS_DIR", dir.join("sessions"))
-        .env("MODEL_PROVIDER", "offline")
-        .env("AWS_REGION", "us-east-1")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(format!("{url}/ping")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "agent did not come up; see {}",
-            dir.display()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    AgentProcess { child, url }
+    })
+    .await
 }
 
-async fn invoke(url: &str, session: &str, prompt: &str) -> reqwest::Result<Value> {
+pub async fn invoke(url: &str, session: &str, prompt: &str) -> reqwest::Result<Value> {
     reqwest::Client::new()
         .post(format!("{url}/invocations"))
         .header(SESSION_HEADER, session)
@@ -84,7 +80,7 @@ async fn invoke(url: &str, session: &str, prompt: &str) -> reqwest::Result<Value
 
 async fn killed_mid_payment_then_restarted_pays_once(hold: Hold) {
     let m = Money::new(1_000_000).await;
-    let dir = temp_dir("kill");
+    let dir = TempDir::new("agent-core-kill");
     m.seller.hold(hold);
     let mut agent = start_agent(&m, &dir).await;
     let url = agent.url.clone();
@@ -149,7 +145,7 @@ async fn killed_before_settlement_then_restarted_pays_once_and_delivers() {
 #[tokio::test]
 async fn concurrent_duplicate_invocations_pay_once() {
     let m = Money::new(1_000_000).await;
-    let dir = temp_dir("concurrent");
+    let dir = TempDir::new("agent-core-concurrent");
     let agent = start_agent(&m, &dir).await;
     let prompt = "Generate an image of a windmill";
     let outs =
