@@ -245,39 +245,10 @@ impl tracing::field::Visit for JsonFields {
     }
 }
 
-/// A `MakeWriter` over a shared buffer (tests read what was logged).
-#[derive(Clone, Default)]
-pub struct BufferWriter(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl BufferWriter {
-    pub fn contents(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-    }
-}
-
-impl io::Write for BufferWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write_all(buf)?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for BufferWriter {
-    type Writer = BufferWriter;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plumbing::logs::LogBuffer;
 
     fn cfg(endpoint: Option<String>) -> TelemetryConfig {
         TelemetryConfig {
@@ -289,7 +260,7 @@ mod tests {
 
     #[test]
     fn logs_are_json_lines_with_request_and_session_ids() {
-        let buf = BufferWriter::default();
+        let buf = LogBuffer::default();
         let (sub, _t) = subscriber(&cfg(None), buf.clone()).unwrap();
         tracing::subscriber::with_default(sub, || {
             let span = tracing::info_span!(

@@ -6,6 +6,7 @@
 //! type with its Secrets Manager lookup ([`secrets`]).
 
 pub mod env;
+pub mod logs;
 pub mod secrets;
 pub mod sse;
 

@@ -318,23 +318,9 @@ async fn cdp_signs_typed_data_remotely_and_creates_the_account_if_missing() {
     assert!(!format!("{cfg:?}").contains(cfg.wallet_secret.expose_secret()));
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_exported_key_signs_locally_and_never_shows_in_logs_or_debug() {
-    let logs = Captured::default();
+    let logs = plumbing::logs::LogBuffer::default();
     let w = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -368,7 +354,7 @@ async fn the_exported_key_signs_locally_and_never_shows_in_logs_or_debug() {
         "{debug}"
     );
     tracing::info!(?signer, "signer ready");
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.contents();
     assert!(text.contains("signer ready"), "the capture works");
     for secret in [
         key_hex.as_str(),

@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use agent::{
     config::{LogFormat, TelemetryConfig},
-    observability::{self, BufferWriter},
+    observability,
 };
 use axum::{Router, body::Bytes, extract::State, routing::post};
+use plumbing::logs::LogBuffer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_are_exported_over_otlp_http_with_gen_ai_attributes() {
@@ -32,7 +33,7 @@ async fn spans_are_exported_over_otlp_http_with_gen_ai_attributes() {
         service_name: "agent-otlp-test".into(),
         log_format: LogFormat::Json,
     };
-    let (sub, telemetry) = observability::subscriber(&cfg, BufferWriter::default()).unwrap();
+    let (sub, telemetry) = observability::subscriber(&cfg, LogBuffer::default()).unwrap();
     tracing::subscriber::with_default(sub, || {
         let invoke = tracing::info_span!(
             "invoke_agent",

@@ -4,7 +4,7 @@
 //! signed with them exactly as Cognito signs (RS256, `kid` in the header).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::routing::get;
@@ -274,20 +274,6 @@ async fn an_unreachable_jwks_denies() {
     );
 }
 
-/// Log lines written while `f` runs on this thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn tokens_never_reach_the_logs() {
     let jwks = jwks().await;
@@ -296,7 +282,7 @@ async fn tokens_never_reach_the_logs() {
     let expired = keys().0.sign(&json!({
         "sub": "u", "iss": jwks.base, "aud": CLIENT, "token_use": "id", "exp": 1
     }));
-    let logs = Captured::default();
+    let logs = plumbing::logs::LogBuffer::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()
@@ -310,7 +296,7 @@ async fn tokens_never_reach_the_logs() {
     }
     drop(_guard);
     assert!(responses[0].is_allowed() && !responses[1].is_allowed());
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.contents();
     assert!(
         text.contains("connect allowed") && text.contains("connect denied"),
         "{text}"
