@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use plumbing::env::{Env, Problems};
+use plumbing::env::{Env, FromEnv, Problems};
 
 use crate::authorize::Authorizer;
 use crate::jwks::{HttpJwks, JwksError};
@@ -18,15 +18,7 @@ pub struct Config {
     pub region: String,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Self, Problems> {
-        Self::read(Env::process())
-    }
-
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Problems> {
-        Self::read(Env::new(get))
-    }
-
+impl FromEnv for Config {
     fn read(mut env: Env<'_>) -> Result<Self, Problems> {
         let config = Self {
             user_pool_id: env.required("COGNITO_USER_POOL_ID", "the Cognito user pool"),
@@ -35,7 +27,9 @@ impl Config {
         };
         env.finish().map(|()| config)
     }
+}
 
+impl Config {
     pub fn expected(&self) -> Expected {
         Expected::cognito(&self.region, &self.user_pool_id, &self.client_id)
     }

@@ -6,7 +6,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     plumbing::init_json_logs(plumbing::LogSink::CloudWatch);
-    let config = chat_authorizer::config::Config::from_env()?;
+    let config = <chat_authorizer::config::Config as plumbing::env::FromEnv>::from_env()?;
     let authorizer = config.authorizer()?;
     let authorizer = &authorizer;
     lambda_runtime::run(service_fn(

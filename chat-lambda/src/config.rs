@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use plumbing::env::{Env, Problems};
+use plumbing::env::{Env, FromEnv, Problems};
 
 use crate::callback::ApiGatewaySink;
 use crate::connections::DynamoConnections;
@@ -21,15 +21,7 @@ pub struct Config {
     pub callback_url: Option<String>,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Self, Problems> {
-        Self::read(Env::process())
-    }
-
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Problems> {
-        Self::read(Env::new(get))
-    }
-
+impl FromEnv for Config {
     fn read(mut env: Env<'_>) -> Result<Self, Problems> {
         let config = Self {
             connections_table: env.required("CONNECTIONS_TABLE", "the table of open connections"),
@@ -39,7 +31,9 @@ impl Config {
         };
         env.finish().map(|()| config)
     }
+}
 
+impl Config {
     /// The handler wired to the real AWS clients built from `sdk`.
     pub fn handler(&self, sdk: &aws_config::SdkConfig) -> Handler {
         Handler::new(

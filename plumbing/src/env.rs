@@ -32,6 +32,21 @@ pub struct Env<'a> {
     problems: Vec<String>,
 }
 
+/// A configuration read with [`Env`]: implement [`FromEnv::read`], and
+/// `from_env` (the process environment) and `from_lookup` (tests) come with it.
+pub trait FromEnv: Sized {
+    /// Reads every setting, then [`Env::finish`]es.
+    fn read(env: Env<'_>) -> Result<Self, Problems>;
+
+    fn from_env() -> Result<Self, Problems> {
+        Self::read(Env::process())
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Problems> {
+        Self::read(Env::new(get))
+    }
+}
+
 impl Env<'static> {
     /// The process environment.
     pub fn process() -> Self {
@@ -149,7 +164,10 @@ mod tests {
                 "a rule between two settings",
             ]
         );
-        assert!(err.to_string().starts_with("invalid configuration:\n  - TABLE"));
+        assert!(
+            err.to_string()
+                .starts_with("invalid configuration:\n  - TABLE")
+        );
     }
 
     #[test]
