@@ -9,14 +9,17 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{DefaultBodyLimit, State},
-    http::{HeaderMap, HeaderName, Method, StatusCode, header},
+    http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_http::cors::{Any, CorsLayer};
-use x402::catalog::{ImageQuality, ImageRequest, ImageSize, MAX_PROMPT_CHARS};
+use x402::{
+    catalog::{ImageQuality, ImageRequest, ImageSize, MAX_PROMPT_CHARS},
+    wire,
+};
 
 use crate::{
     error::ApiError,
@@ -35,13 +38,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([
             header::CONTENT_TYPE,
-            HeaderName::from_static("payment-signature"),
-            HeaderName::from_static("x-payment"),
+            wire::PAYMENT_SIGNATURE,
+            wire::X_PAYMENT,
         ])
         .expose_headers([
-            HeaderName::from_static("payment-required"),
-            HeaderName::from_static("payment-response"),
-            HeaderName::from_static("x-payment-response"),
+            wire::PAYMENT_REQUIRED,
+            wire::PAYMENT_RESPONSE,
+            wire::X_PAYMENT_RESPONSE,
         ]);
     Router::new()
         .route("/generate_image", post(generate_image))

@@ -399,14 +399,14 @@ impl X402Client {
             signature: sig.as_bytes().to_vec().into(),
             authorization: auth.clone(),
         };
-        let (header_name, header_value) = if quote.version == 1 {
+        let header_value = if quote.version == 1 {
             let doc = PaymentPayloadV1 {
                 x402_version: 1,
                 scheme: wire::SCHEME_EXACT.into(),
                 network: quote.network.v1_name().into(),
                 payload,
             };
-            (wire::X_PAYMENT, wire::encode_header(&doc))
+            wire::encode_header(&doc)
         } else {
             let wire::Requirements::V2(accepted) = quote.requirement.clone() else {
                 return Err(ClientError::BadQuote(
@@ -421,10 +421,10 @@ impl X402Client {
                 payload,
                 extensions: None,
             };
-            (wire::PAYMENT_SIGNATURE, wire::encode_header(&doc))
+            wire::encode_header(&doc)
         };
         Ok(PreparedPayment {
-            header_name: header_name.into(),
+            header_name: PreparedPayment::header_name_for(quote.version),
             header_value,
             amount: quote.amount,
             pay_to: quote.pay_to,

@@ -5,7 +5,7 @@
 
 use alloy::primitives::Address;
 use serde::{Deserialize, Serialize};
-use x402::{Network, Usdc};
+use x402::{Network, Usdc, wire};
 
 use crate::policy::Ask;
 
@@ -49,7 +49,8 @@ impl Quote {
 /// until settled: never logged (`Debug` hides it), only stored and sent.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreparedPayment {
-    /// `PAYMENT-SIGNATURE` (v2) or `X-PAYMENT` (v1).
+    /// `PAYMENT-SIGNATURE` (v2) or `X-PAYMENT` (v1), spelled as
+    /// [`PreparedPayment::header_name_for`] gives it.
     pub header_name: String,
     pub header_value: String,
     pub amount: Usdc,
@@ -61,6 +62,22 @@ pub struct PreparedPayment {
     pub nonce: String,
     /// Unix seconds after which the authorization can no longer settle.
     pub valid_before: u64,
+}
+
+impl PreparedPayment {
+    /// The header a payment of x402 `version` goes in ([`wire::X_PAYMENT`]
+    /// for v1, [`wire::PAYMENT_SIGNATURE`] otherwise), as `header_name`
+    /// holds it: the spec's upper-case spelling, which is what the ledger
+    /// stores (pinned by `ledger/format_v1.json`). Header names are
+    /// case-insensitive, so the request sent is the same either way.
+    pub fn header_name_for(version: u8) -> String {
+        let name = if version == 1 {
+            wire::X_PAYMENT
+        } else {
+            wire::PAYMENT_SIGNATURE
+        };
+        name.as_str().to_ascii_uppercase()
+    }
 }
 
 impl std::fmt::Debug for PreparedPayment {
@@ -89,4 +106,17 @@ pub struct Receipt {
     #[serde(with = "x402::checksummed")]
     pub pay_to: Address,
     pub resource: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PreparedPayment;
+
+    /// The ledger stores the spec's spelling (`ledger/format_v1.json`), not
+    /// `HeaderName`'s lower case.
+    #[test]
+    fn header_names_are_spelled_as_the_ledger_stores_them() {
+        assert_eq!(PreparedPayment::header_name_for(2), "PAYMENT-SIGNATURE");
+        assert_eq!(PreparedPayment::header_name_for(1), "X-PAYMENT");
+    }
 }

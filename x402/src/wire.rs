@@ -13,15 +13,26 @@
 
 use alloy::primitives::{Address, Bytes};
 use base64::{Engine, engine::general_purpose::STANDARD};
+use http::HeaderName;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{eip3009::Authorization, money::Usdc, network::Network};
 
-pub const PAYMENT_REQUIRED: &str = "PAYMENT-REQUIRED";
-pub const PAYMENT_SIGNATURE: &str = "PAYMENT-SIGNATURE";
-pub const PAYMENT_RESPONSE: &str = "PAYMENT-RESPONSE";
-pub const X_PAYMENT: &str = "X-PAYMENT";
-pub const X_PAYMENT_RESPONSE: &str = "X-PAYMENT-RESPONSE";
+// The spec spells the headers upper-case; header names are case-insensitive
+// and `HeaderName` holds them lower-case, which is also how HTTP/1 clients
+// built on `http` (reqwest, hyper) write them.
+
+/// v2 seller -> buyer, on the 402: base64 [`PaymentRequiredV2`].
+pub const PAYMENT_REQUIRED: HeaderName = HeaderName::from_static("payment-required");
+/// v2 buyer -> seller, on the paid retry: base64 [`PaymentPayloadV2`].
+pub const PAYMENT_SIGNATURE: HeaderName = HeaderName::from_static("payment-signature");
+/// v2 seller -> buyer, on the paid answer: base64 [`SettleResponse`].
+pub const PAYMENT_RESPONSE: HeaderName = HeaderName::from_static("payment-response");
+/// v1 buyer -> seller, on the paid retry: base64 [`PaymentPayloadV1`] (v1's
+/// requirements come in the 402's JSON body, not a header).
+pub const X_PAYMENT: HeaderName = HeaderName::from_static("x-payment");
+/// v1 seller -> buyer, on the paid answer: base64 [`SettleResponse`].
+pub const X_PAYMENT_RESPONSE: HeaderName = HeaderName::from_static("x-payment-response");
 
 /// The only scheme this project speaks: an exact amount via EIP-3009.
 pub const SCHEME_EXACT: &str = "exact";

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use alloy::primitives::B256;
 use axum::{
     Json,
-    http::{HeaderName, HeaderValue, StatusCode},
+    http::{HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde_json::Value;
@@ -314,13 +314,13 @@ pub(super) async fn deliver(
         network: s.seller.network.name_for(version).into(),
     };
     let name = if version == 1 {
-        "x-payment-response"
+        wire::X_PAYMENT_RESPONSE
     } else {
-        "payment-response"
+        wire::PAYMENT_RESPONSE
     };
     let mut resp = (StatusCode::OK, Json(body)).into_response();
     resp.headers_mut().insert(
-        HeaderName::from_static(name),
+        name,
         HeaderValue::from_str(&wire::encode_header(&receipt)).expect("base64 is a header value"),
     );
     Ok(resp)

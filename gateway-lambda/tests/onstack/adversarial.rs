@@ -242,14 +242,13 @@ async fn a_pending_settlement_is_not_released_before_valid_before() {
     let auth = authorization(buyer.address(), pay_to, PRICE);
     let nonce: B256 = auth.nonce;
     let header = v2_header(&q, sign(&stack, &buyer, auth));
-    let pay = (wire::PAYMENT_SIGNATURE, header.as_str());
 
     let mining = Automine::off(&stack).await;
-    let first = send(&url, &body, pay).await;
+    let first = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
     assert_eq!(first.status, 502, "{}", first.body);
     assert_eq!(first.body["code"], "settlement_unknown");
     // A clear failure now, the nonce still unused, validBefore ahead: kept.
-    let second = send(&url, &body, pay).await;
+    let second = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
     assert_eq!(second.status, 402, "{}", second.body);
     assert_eq!(second.body["code"], "settlement_failed");
     assert!(!second.has_content());
@@ -274,7 +273,7 @@ async fn a_pending_settlement_is_not_released_before_valid_before() {
     );
 
     // The record was kept, so the paid content is still there.
-    let third = send(&url, &body, pay).await;
+    let third = send(&url, &body, (wire::PAYMENT_SIGNATURE, &header)).await;
     assert_eq!(third.status, 200, "{}", third.body);
     assert!(third.has_content());
     assert_eq!(third.settlement().unwrap().transaction, landed.transaction);

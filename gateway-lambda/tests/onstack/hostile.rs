@@ -3,6 +3,7 @@
 
 use alloy::primitives::U256;
 use base64::Engine as _;
+use reqwest::header::HeaderName;
 use serde_json::json;
 use x402::wire;
 
@@ -23,7 +24,7 @@ async fn hostile_payments_are_refused_without_settlement_or_content() {
     let good_payload = || sign(&stack, &buyer, authorization(buyer.address(), to, price));
 
     // (name, header name, header value, status, code)
-    let mut cases: Vec<(&str, &str, String, u16, &str)> = vec![
+    let mut cases: Vec<(&str, HeaderName, String, u16, &str)> = vec![
         (
             "not base64",
             wire::PAYMENT_SIGNATURE,
@@ -161,7 +162,7 @@ async fn hostile_payments_are_refused_without_settlement_or_content() {
     ));
 
     for (name, hname, value, status, code) in &cases {
-        let r = send(&url, &body, (hname, value)).await;
+        let r = send(&url, &body, (hname.clone(), value)).await;
         assert_eq!(r.status, *status, "{name}: {}", r.body);
         assert_eq!(r.body["code"], *code, "{name}: {}", r.body);
         assert!(

@@ -6,13 +6,14 @@
 
 use alloy::{primitives::U256, signers::local::PrivateKeySigner};
 use base64::Engine as _;
+use reqwest::header::HeaderName;
 use serde_json::{Value, json};
 use x402::wire;
 
 use crate::support::*;
 
 /// `(name, header name, header value, status, code)`.
-type Case = (String, &'static str, String, u16, &'static str);
+type Case = (String, HeaderName, String, u16, &'static str);
 
 fn v2_accepting(
     q: &Quote,
@@ -45,51 +46,62 @@ fn cases(stack: &testkit::Stack, buyer: &PrivateKeySigner, q: &Quote) -> Vec<Cas
         f(&mut a);
         v2_header(q, sign(stack, buyer, a))
     };
-    let ps = wire::PAYMENT_SIGNATURE;
     let mut tampered = sign(stack, buyer, authorization(me, to, 1));
     tampered.authorization.value = U256::from(price);
     let thief = PrivateKeySigner::random();
     vec![
-        ("not base64".into(), ps, "%%%".into(), 400, "invalid_base64"),
-        ("not JSON".into(), ps, b64("hello"), 400, "invalid_payload"),
+        (
+            "not base64".into(),
+            wire::PAYMENT_SIGNATURE,
+            "%%%".into(),
+            400,
+            "invalid_base64",
+        ),
+        (
+            "not JSON".into(),
+            wire::PAYMENT_SIGNATURE,
+            b64("hello"),
+            400,
+            "invalid_payload",
+        ),
         (
             "wrong x402Version".into(),
-            ps,
+            wire::PAYMENT_SIGNATURE,
             b64(r#"{"x402Version":7,"payload":{}}"#),
             400,
             "unsupported_version",
         ),
         (
             "oversized header".into(),
-            ps,
+            wire::PAYMENT_SIGNATURE,
             "A".repeat(5000),
             431,
             "payment_header_too_large",
         ),
         (
             "wrong scheme".into(),
-            ps,
+            wire::PAYMENT_SIGNATURE,
             v2_accepting(q, with(&|a| a.scheme = "upto".into()), good()),
             402,
             "unsupported_scheme",
         ),
         (
             "wrong network".into(),
-            ps,
+            wire::PAYMENT_SIGNATURE,
             v2_accepting(q, with(&|a| a.network = "eip155:8453".into()), good()),
             402,
             "network_mismatch",
         ),
         (
             "wrong asset".into(),
-            ps,
+            wire::PAYMENT_SIGNATURE,
             v2_accepting(q, with(&|a| a.asset = x402::network::BASE_USDC), good()),
             402,
             "asset_mismatch",
         ),
         (
             "wrong payTo".into(),
-            ps,
+            wire::PAYMENT_SIGNATURE,
             v2_accepting(
                 q,
                 with(&|a| a.pay_to = me),
@@ -100,21 +112,21 @@ fn cases(stack: &testkit::Stack, buyer: &PrivateKeySigner, q: &Quote) -> Vec<Cas
         ),
         (
             "authorization below the price".into(),
-            ps,
+            wire::PAYMENT_SIGNATURE,
             signed(&|a| a.value = U256::from(price - 1)),
             402,
             "amount_mismatch",
         ),
         (
             "authorization above the price (overpayment)".into(),
-            ps,
+            wire::PAYMENT_SIGNATURE,
             signed(&|a| a.value = U256::from(price + 1)),
             402,
             "amount_mismatch",
         ),
         (
             "accepted amount and authorization above the price (overpayment)".into(),
-            ps,
+            wire::PAYMENT_SIGNATURE,
             v2_accepting(
                 q,
                 with(&|a| a.amount = (price * 2).to_string()),
@@ -125,28 +137,28 @@ fn cases(stack: &testkit::Stack, buyer: &PrivateKeySigner, q: &Quote) -> Vec<Cas
         ),
         (
             "validBefore in the past".into(),
-            ps,
+            wire::PAYMENT_SIGNATURE,
             signed(&|a| a.valid_before = U256::from(now() - 1)),
             402,
             "authorization_expired",
         ),
         (
             "validAfter in the future".into(),
-            ps,
+            wire::PAYMENT_SIGNATURE,
             signed(&|a| a.valid_after = U256::from(now() + 3600)),
             402,
             "authorization_not_yet_valid",
         ),
         (
             "signature by another key".into(),
-            ps,
+            wire::PAYMENT_SIGNATURE,
             v2_header(q, sign(stack, &thief, authorization(me, to, price))),
             402,
             "invalid_signature",
         ),
         (
             "signature over different fields".into(),
-            ps,
+            wire::PAYMENT_SIGNATURE,
             v2_header(q, tampered),
             402,
             "invalid_signature",
@@ -165,7 +177,7 @@ async fn refused_without_money_or_content(
     let before = stack.usdc_balance(buyer.address()).await.unwrap();
     for (name, hname, value, status, code) in cases {
         let name = format!("{route} {body}: {name}");
-        let r = send(url, body, (hname, value)).await;
+        let r = send(url, body, (hname.clone(), value)).await;
         assert_eq!(r.status, *status, "{name}: {}", r.body);
         assert_eq!(r.body["code"], *code, "{name}: {}", r.body);
         assert!(

@@ -14,7 +14,7 @@ use gateway_lambda::{
     payment::Seller,
     wiring::local_state,
 };
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderName};
 use serde_json::Value;
 use x402::{
     Usdc,
@@ -257,7 +257,7 @@ impl Paid {
     }
 }
 
-pub async fn send(url: &str, body: &Value, header: (&str, &str)) -> Paid {
+pub async fn send(url: &str, body: &Value, header: (HeaderName, &str)) -> Paid {
     let resp = http()
         .post(url)
         .header(header.0, header.1)

@@ -582,13 +582,8 @@ pub fn check_payload(
             "the signature does not recover to the instrument's wallet".into(),
         ));
     }
-    let header_name = if quote.version == 1 {
-        wire::X_PAYMENT
-    } else {
-        wire::PAYMENT_SIGNATURE
-    };
     Ok(PreparedPayment {
-        header_name: header_name.into(),
+        header_name: PreparedPayment::header_name_for(quote.version),
         header_value,
         amount: quote.amount,
         pay_to: quote.pay_to,
