@@ -15,29 +15,19 @@ use agent::{
     turn::TurnRequest,
 };
 use alloy::primitives::Address;
-use async_trait::async_trait;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest as _};
-use tools::policy::{
-    PaymentPolicy,
-    caps::{DailyCaps, utc_day},
+use tools::access::{
+    AccessError, AccessStore, Claim, Reservation, dynamodb::DynamoAccessStore,
+    local::LocalAccessStore,
 };
-use tools::signer::LocalSigner;
-use tools::{
-    access::{
-        AccessError, AccessStore, Claim, Reservation, dynamodb::DynamoAccessStore,
-        local::LocalAccessStore,
-    },
-    ledger::{PreparedPayment, Quote},
-    seller::{ImageSeller, PayContext, Purchase, SellerError, X402Seller},
-};
-use x402::catalog::ImageRequest;
+use tools::policy::caps::{DailyCaps, utc_day};
 
 use crate::{
     money::Money,
-    support::{Harness, usdc},
+    support::{AfterQuote, Harness, usdc},
 };
 
 /// A new agent-state table on moto, with the schema `access/dynamodb.rs` documents.
@@ -159,39 +149,6 @@ async fn the_local_store_claims_reserves_and_releases_durably() {
     assert_eq!(c.wallet, usdc("0.14"));
 }
 
-/// The real seller, holding every quote until `n` sessions have one: all
-/// sessions are past quote before any reserves or signs.
-struct QuoteBarrier {
-    inner: X402Seller,
-    barrier: Barrier,
-}
-
-#[async_trait]
-impl ImageSeller for QuoteBarrier {
-    fn payer(&self) -> Address {
-        self.inner.payer()
-    }
-    async fn quote(&self, req: &ImageRequest) -> Result<Quote, SellerError> {
-        let q = self.inner.quote(req).await;
-        self.barrier.wait().await;
-        q
-    }
-    async fn prepare(
-        &self,
-        quote: &Quote,
-        pay: &PayContext<'_>,
-    ) -> Result<PreparedPayment, SellerError> {
-        self.inner.prepare(quote, pay).await
-    }
-    async fn send(
-        &self,
-        req: &ImageRequest,
-        payment: &PreparedPayment,
-    ) -> Result<Purchase, SellerError> {
-        self.inner.send(req, payment).await
-    }
-}
-
 const RACERS: usize = 5;
 
 /// `RACERS` sessions buy one 0.04 image each at once under a 0.12 cap:
@@ -204,18 +161,16 @@ async fn race(
 ) {
     let m = Money::new(1_000_000).await;
     let mut opts = m.options();
-    opts.seller = Some(Arc::new(QuoteBarrier {
-        inner: X402Seller::new(
-            &m.seller.base_url(),
-            Arc::new(LocalSigner::new(m.buyer.clone())),
-            PaymentPolicy::new(
-                m.stack.network,
-                m.stack.usdc_contract,
-                vec![m.stack.seller_wallet],
-            ),
-        ),
-        barrier: Barrier::new(RACERS),
-    }));
+    // every quote is held until all `RACERS` sessions have one: all
+    // sessions are past quote before any reserves or signs
+    let barrier = Arc::new(Barrier::new(RACERS));
+    opts.seller = Some(Arc::new(AfterQuote::new(m.seller_client(), move |q| {
+        let barrier = barrier.clone();
+        async move {
+            barrier.wait().await;
+            q
+        }
+    })));
     opts.access = Some(store.clone());
     opts.caps = caps;
     let h = Harness::new(Arc::new(OfflineModel), opts);

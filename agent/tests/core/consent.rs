@@ -11,18 +11,11 @@ use std::sync::{
 };
 
 use agent::events::{AgentEvent, Output};
-use async_trait::async_trait;
 use serde_json::json;
-use tools::{
-    ledger::{PreparedPayment, Quote},
-    seller::{ImageSeller, PayContext, Purchase, SellerError, X402Seller},
-};
-use tools::{policy::PaymentPolicy, signer::LocalSigner};
-use x402::{Usdc, catalog::ImageRequest};
 
 use crate::{
     money::{Money, last_result, ledger_types},
-    support::{Harness, usdc},
+    support::{AfterQuote, Harness, usdc},
 };
 
 fn refusal_rules(events: &[AgentEvent]) -> Vec<String> {
@@ -149,41 +142,6 @@ async fn injected_text_in_a_later_turn_cannot_pay_above_auto_approve_without_the
     assert_eq!(model.remaining(), 0);
 }
 
-/// The real seller, except that its first quote is shown lower than its
-/// price (a seller raising the price after the user approved).
-struct RaisesPriceSeller {
-    inner: X402Seller,
-    shown_first: Mutex<Option<Usdc>>,
-}
-
-#[async_trait]
-impl ImageSeller for RaisesPriceSeller {
-    fn payer(&self) -> alloy::primitives::Address {
-        self.inner.payer()
-    }
-    async fn quote(&self, req: &ImageRequest) -> Result<Quote, SellerError> {
-        let mut q = self.inner.quote(req).await?;
-        if let Some(lower) = self.shown_first.lock().unwrap().take() {
-            q.amount = lower;
-        }
-        Ok(q)
-    }
-    async fn prepare(
-        &self,
-        quote: &Quote,
-        pay: &PayContext<'_>,
-    ) -> Result<PreparedPayment, SellerError> {
-        self.inner.prepare(quote, pay).await
-    }
-    async fn send(
-        &self,
-        req: &ImageRequest,
-        payment: &PreparedPayment,
-    ) -> Result<Purchase, SellerError> {
-        self.inner.send(req, payment).await
-    }
-}
-
 #[tokio::test]
 async fn stale_and_mismatched_approvals_are_refused() {
     let m = Money::new(2_000_000).await;
@@ -192,18 +150,19 @@ async fn stale_and_mismatched_approvals_are_refused() {
     let clock = now.clone();
     opts.clock = Some(Arc::new(move || clock.load(Ordering::SeqCst)));
     opts.quote_ttl_seconds = 300;
-    opts.seller = Some(Arc::new(RaisesPriceSeller {
-        inner: X402Seller::new(
-            &m.seller.base_url(),
-            Arc::new(LocalSigner::new(m.buyer.clone())),
-            PaymentPolicy::new(
-                m.stack.network,
-                m.stack.usdc_contract,
-                vec![m.stack.seller_wallet],
-            ),
-        ),
-        shown_first: Mutex::new(Some(usdc("0.20"))),
-    }));
+    // the real seller, except that its first quote is shown lower than its
+    // price (a seller raising the price after the user approved)
+    let shown_first = Arc::new(Mutex::new(Some(usdc("0.20"))));
+    opts.seller = Some(Arc::new(AfterQuote::new(m.seller_client(), move |q| {
+        let shown_first = shown_first.clone();
+        async move {
+            let mut q = q?;
+            if let Some(lower) = shown_first.lock().unwrap().take() {
+                q.amount = lower;
+            }
+            Ok(q)
+        }
+    })));
     let ask = || {
         Step::tool(
             "generate_image",

@@ -46,18 +46,24 @@ impl Money {
         }
     }
 
+    /// The agent's x402 client for the test seller, paying from the test's
+    /// wallet to the stack's seller wallet only.
+    pub fn seller_client(&self) -> X402Seller {
+        X402Seller::new(
+            &self.seller.base_url(),
+            Arc::new(LocalSigner::new(self.buyer.clone())),
+            PaymentPolicy::new(
+                self.stack.network,
+                self.stack.usdc_contract,
+                vec![self.stack.seller_wallet],
+            ),
+        )
+    }
+
     pub fn options(&self) -> Options {
         let defaults = Options::default();
         Options {
-            seller: Some(Arc::new(X402Seller::new(
-                &self.seller.base_url(),
-                Arc::new(LocalSigner::new(self.buyer.clone())),
-                PaymentPolicy::new(
-                    self.stack.network,
-                    self.stack.usdc_contract,
-                    vec![self.stack.seller_wallet],
-                ),
-            ))),
+            seller: Some(Arc::new(self.seller_client())),
             wallet: Some(Arc::new(
                 ChainWallet::new(
                     &self.stack.rpc_url,

@@ -1,7 +1,7 @@
 //! Helpers for the core tests: a tool loop wired to real local stores, with
 //! the model and the seller chosen by the test.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{future::Future, path::PathBuf, sync::Arc};
 
 use agent::{
     events::{AgentEvent, Output},
@@ -12,17 +12,19 @@ use agent::{
     },
 };
 use alloy::primitives::{Address, address};
+use async_trait::async_trait;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tools::{
     access::{AccessStore, local::LocalAccessStore},
-    ledger::MoneyRules,
+    ledger::{MoneyRules, PreparedPayment, Quote},
     policy::caps::DailyCaps,
-    seller::ImageSeller,
+    seller::{ImageSeller, PayContext, Purchase, SellerError, X402Seller},
     storage::DirImageStore,
     toolbox::{Clock, Spending, ToolBox, system_clock},
     wallet::{ChainWallet, Wallet},
 };
-use x402::{Network, Usdc};
+use x402::{Network, Usdc, catalog::ImageRequest};
 
 pub const SELLER: Address = address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
 
@@ -212,5 +214,51 @@ impl Harness {
                 Record::Message { .. } => None,
             })
             .collect()
+    }
+}
+
+/// The agent's real seller client with a test's step after each quote (wait
+/// at a barrier, show another price); everything else passes through.
+pub struct AfterQuote {
+    inner: X402Seller,
+    after: Box<dyn Fn(QuoteResult) -> BoxFuture<'static, QuoteResult> + Send + Sync>,
+}
+
+type QuoteResult = Result<Quote, SellerError>;
+
+impl AfterQuote {
+    pub fn new<F, Fut>(inner: X402Seller, after: F) -> AfterQuote
+    where
+        F: Fn(QuoteResult) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = QuoteResult> + Send + 'static,
+    {
+        AfterQuote {
+            inner,
+            after: Box::new(move |q| Box::pin(after(q))),
+        }
+    }
+}
+
+#[async_trait]
+impl ImageSeller for AfterQuote {
+    fn payer(&self) -> Address {
+        self.inner.payer()
+    }
+    async fn quote(&self, req: &ImageRequest) -> QuoteResult {
+        (self.after)(self.inner.quote(req).await).await
+    }
+    async fn prepare(
+        &self,
+        quote: &Quote,
+        pay: &PayContext<'_>,
+    ) -> Result<PreparedPayment, SellerError> {
+        self.inner.prepare(quote, pay).await
+    }
+    async fn send(
+        &self,
+        req: &ImageRequest,
+        payment: &PreparedPayment,
+    ) -> Result<Purchase, SellerError> {
+        self.inner.send(req, payment).await
     }
 }
