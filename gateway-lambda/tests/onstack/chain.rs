@@ -303,9 +303,11 @@ impl Generator for Counted {
     }
 }
 
-/// Polls `cond` every 50 ms until it holds (30 s at most).
+/// Polls `cond` every 50 ms until it holds (120 s at most).
 pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // A bound on a hang, not a timing claim: generous, for a loaded 2-core CI
+    // machine where 32 payments of one payer reserve one at a time.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while !cond() {
         assert!(tokio::time::Instant::now() < deadline, "never: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -131,7 +131,8 @@ impl Gateway {
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
-        .timeout(Duration::from_secs(60))
+        // A bound on a hang, not a timing claim (see `chain::until`).
+        .timeout(Duration::from_secs(180))
         .build()
         .unwrap()
 }
