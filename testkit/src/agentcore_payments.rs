@@ -151,6 +151,22 @@ impl AgentCorePaymentsStandIn {
         me
     }
 
+    /// AWS settings that reach this stand-in: its URL as the endpoint, a
+    /// region and test credentials (requests are SigV4-signed with them).
+    /// `aws_sdk_bedrockagentcore::Client::new(&standin.sdk_config())`.
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_credential_types::Credentials::new("test", "test", None, None, "test"),
+                ),
+            )
+            .endpoint_url(&self.url)
+            .build()
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.inner.lock().unwrap().calls.clone()
     }

@@ -69,16 +69,8 @@ async fn world(funds: u64) -> World {
     let stack = stack();
     let wallet = stack.fresh_wallet(funds).await.unwrap();
     let standin = AgentCorePaymentsStandIn::start(wallet.clone(), Some(stack.clone())).await;
-    let conf = aws_sdk_bedrockagentcore::Config::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(&standin.url)
-        .build();
     let payments = AgentCorePayments::connect(
-        aws_sdk_bedrockagentcore::Client::from_conf(conf),
+        aws_sdk_bedrockagentcore::Client::new(&standin.sdk_config()),
         AgentCoreConfig {
             payment_manager_arn: MANAGER_ARN.into(),
             payment_connector_id: CONNECTOR_ID.into(),

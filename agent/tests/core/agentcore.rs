@@ -31,16 +31,8 @@ use crate::{
 
 async fn payments(m: &Money) -> (Arc<AgentCorePaymentsStandIn>, Arc<AgentCorePayments>) {
     let standin = AgentCorePaymentsStandIn::start(m.buyer.clone(), Some(m.stack.clone())).await;
-    let conf = aws_sdk_bedrockagentcore::Config::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(&standin.url)
-        .build();
     let p = AgentCorePayments::connect(
-        aws_sdk_bedrockagentcore::Client::from_conf(conf),
+        aws_sdk_bedrockagentcore::Client::new(&standin.sdk_config()),
         AgentCoreConfig {
             payment_manager_arn: MANAGER_ARN.into(),
             payment_connector_id: CONNECTOR_ID.into(),
