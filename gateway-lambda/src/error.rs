@@ -5,7 +5,7 @@
 
 use axum::{
     Json,
-    http::{HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
@@ -125,7 +125,7 @@ impl IntoResponse for ApiError {
                 }
                 let mut resp = (status, Json(b)).into_response();
                 resp.headers_mut().insert(
-                    HeaderName::from_static("payment-required"),
+                    wire::PAYMENT_REQUIRED,
                     HeaderValue::from_str(&wire::encode_header(&offered.v2_doc(&reason)))
                         .expect("base64 is a header value"),
                 );

@@ -23,7 +23,7 @@ use tools::{
     policy::{Limits, PaymentPolicy},
     signer::{LocalSigner, PaymentSigner, SignerError},
 };
-use x402::{Network, Usdc, eip3009::Authorization};
+use x402::{Network, Usdc, eip3009::Authorization, wire};
 
 #[path = "client/hostile.rs"]
 mod hostile;
@@ -116,7 +116,7 @@ async fn v1_only(upstream: String) -> String {
         let status = r.status();
         let mut out = HeaderMap::new();
         for (k, v) in r.headers() {
-            if k != "payment-required" && k != "content-length" && k != "transfer-encoding" {
+            if *k != wire::PAYMENT_REQUIRED && k != "content-length" && k != "transfer-encoding" {
                 out.insert(k.clone(), v.clone());
             }
         }

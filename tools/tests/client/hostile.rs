@@ -45,7 +45,8 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let paid = headers.contains_key("payment-signature") || headers.contains_key("x-payment");
+    let paid =
+        headers.contains_key(wire::PAYMENT_SIGNATURE) || headers.contains_key(wire::X_PAYMENT);
     match (&p.trick, paid) {
         (Trick::Redirect(to), true) => {
             return (
