@@ -362,8 +362,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_payment_is_claimed_once_and_transitions_are_compare_and_set() {
-        let dir = tempdir();
-        let s = FileStore::new(&dir).unwrap();
+        let dir = testkit::TempDir::new("gw-store");
+        let s = FileStore::new(&*dir).unwrap();
         let k = key(1);
         let r1 = rec(1, PaymentState::InFlight { lease_until: 10 });
         assert!(s.put_if(&k, None, &r1).await.unwrap());
@@ -390,13 +390,14 @@ mod tests {
         assert_eq!(PaymentStore::get(&s, &k).await.unwrap(), None);
         // Survives a new store over the same directory (a restart).
         assert!(s.put_if(&k, None, &r1).await.unwrap());
-        let again = FileStore::new(&dir).unwrap();
+        let again = FileStore::new(&*dir).unwrap();
         assert_eq!(PaymentStore::get(&again, &k).await.unwrap(), Some(r1));
     }
 
     #[tokio::test]
     async fn concurrent_claims_of_one_payment_have_one_winner() {
-        let s = std::sync::Arc::new(FileStore::new(tempdir()).unwrap());
+        let dir = testkit::TempDir::new("gw-store");
+        let s = std::sync::Arc::new(FileStore::new(&*dir).unwrap());
         let tasks: Vec<_> = (0..32)
             .map(|_| {
                 let s = s.clone();
@@ -420,7 +421,8 @@ mod tests {
 
     #[tokio::test]
     async fn reservations_are_compare_and_set_per_payer() {
-        let s = FileStore::new(tempdir()).unwrap();
+        let dir = testkit::TempDir::new("gw-store");
+        let s = FileStore::new(&*dir).unwrap();
         let payer = Address::repeat_byte(2);
         assert_eq!(
             s.reservations(payer).await.unwrap(),
@@ -457,7 +459,8 @@ mod tests {
 
     #[tokio::test]
     async fn results_are_kept_by_key_and_keys_stay_inside_the_directory() {
-        let s = FileStore::new(tempdir()).unwrap();
+        let dir = testkit::TempDir::new("gw-store");
+        let s = FileStore::new(&*dir).unwrap();
         s.put("abc-1.json", b"{}").await.unwrap();
         assert_eq!(
             ResultStore::get(&s, "abc-1.json").await.unwrap().unwrap(),
@@ -488,11 +491,5 @@ mod tests {
             },
         );
         assert!(!r.lease_expired(u64::MAX));
-    }
-
-    fn tempdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("gw-store-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
     }
 }

@@ -41,7 +41,7 @@ fn now() -> u64 {
 
 async fn gateway(stack: &testkit::Stack) -> String {
     use gateway_lambda::{app, generate::LocalGenerator, payment::Seller, wiring::local_state};
-    let dir = std::env::temp_dir().join(format!("tools-acgw-{:x}", rand::random::<u64>()));
+    let dir = testkit::TempDir::new("tools-acgw");
     let state = local_state(
         Seller::usdc(stack.network, stack.usdc_contract, stack.seller_wallet),
         Arc::new(stack.facilitator()),
@@ -52,7 +52,11 @@ async fn gateway(stack: &testkit::Stack) -> String {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app(Arc::new(state))).await.unwrap() });
+    tokio::spawn(async move {
+        // The gateway keeps its results in `dir` for as long as it serves.
+        let _dir = dir;
+        axum::serve(listener, app(Arc::new(state))).await.unwrap()
+    });
     url
 }
 

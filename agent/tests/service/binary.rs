@@ -25,10 +25,8 @@ fn agent_cmd(dir: &std::path::Path) -> Command {
     c
 }
 
-fn tmpdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("agent-bin-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmpdir() -> testkit::TempDir {
+    testkit::TempDir::new("agent-bin")
 }
 
 #[test]
