@@ -55,7 +55,7 @@ async fn gateway(stack: &testkit::Stack) -> String {
     tokio::spawn(async move {
         // The gateway keeps its results in `dir` for as long as it serves.
         let _dir = dir;
-        axum::serve(listener, app(Arc::new(state))).await.unwrap()
+        axum::serve(listener, app(Arc::new(state))).await.unwrap();
     });
     url
 }
