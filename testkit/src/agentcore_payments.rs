@@ -20,6 +20,9 @@
 //! a `ProcessPayment` can be held after it took effect and before it
 //! answers ([`AgentCorePaymentsStandIn::hold_next_payment`]), to kill a
 //! client in between.
+//!
+//! One file past ~500 lines on purpose: one service's wire format and the
+//! behaviour our rules depend on, read together.
 
 use std::{
     collections::HashMap,
