@@ -358,7 +358,8 @@ impl X402Client {
         quote: &Quote,
         limits: &Limits,
     ) -> Result<PreparedPayment, ClientError> {
-        self.prepare_at(quote, limits, now_secs()).await
+        self.prepare_at(quote, limits, crate::clock::now_secs())
+            .await
     }
 
     /// [`Self::prepare`] with the clock passed in: the authorization is
@@ -559,10 +560,4 @@ fn redirect_message(headers: &HeaderMap) -> String {
         .and_then(|l| l.to_str().ok())
         .unwrap_or("nowhere");
     format!("the seller redirects to {location}; redirects are not followed")
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod client;
+pub mod clock;
 pub mod declined;
 pub mod document;
 pub mod ids;

@@ -55,12 +55,6 @@ impl AgentCoreSeller {
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn seller_error(e: AgentCoreError) -> SellerError {
     match e {
         AgentCoreError::Policy(p) => SellerError::BadQuote(p.to_string()),
@@ -111,7 +105,7 @@ impl ImageSeller for AgentCoreSeller {
         idempotency: &str,
     ) -> Result<Option<PaymentSession>, SellerError> {
         self.payments
-            .open_session(user_id, max_spend, idempotency, now_secs())
+            .open_session(user_id, max_spend, idempotency, crate::clock::now_secs())
             .await
             .map(Some)
             .map_err(seller_error)

@@ -399,7 +399,13 @@ impl AgentCorePayments {
             )));
         };
         let doc = doc_to_json(output.payload());
-        check_payload(doc, quote, self.address, self.network, now_secs())
+        check_payload(
+            doc,
+            quote,
+            self.address,
+            self.network,
+            crate::clock::now_secs(),
+        )
     }
 
     /// The instrument's USDC balance (`GetPaymentInstrumentBalance`).
@@ -591,12 +597,6 @@ pub fn check_payload(
         nonce: auth.nonce.to_string(),
         valid_before,
     })
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

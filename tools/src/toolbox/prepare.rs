@@ -11,12 +11,6 @@ use crate::{
     signer::agentcore::RULE_SESSION_EXPIRED,
 };
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl ToolBox {
     /// Has the seller's backend make the payment for `quote` (the ledger has
     /// already allowed it), opening or renewing the AgentCore payment
@@ -79,7 +73,8 @@ async fn payment_session(
     seller: &dyn ImageSeller,
     renew: bool,
 ) -> Result<Option<String>, ToolError> {
-    if !renew && let Some(s) = ledger::payment_session(ledger, now_secs(), ctx.budget) {
+    if !renew && let Some(s) = ledger::payment_session(ledger, crate::clock::now_secs(), ctx.budget)
+    {
         return Ok(Some(s.payment_session_id.clone()));
     }
     let remaining = ctx.budget.saturating_sub(ledger::committed_spend(ledger));
